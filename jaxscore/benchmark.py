@@ -1,0 +1,311 @@
+"""A neural benchmark: recordings, stimuli and a metric, scored per layer.
+
+``NeuralBenchmark`` holds an assembly of single trials (or of averages, when
+that is all the data has), the stimuli shown, the regression and the split
+settings. It scores either a model (``score_model``) or features computed
+anywhere else (``score_features``: arrays or DataArrays of stimuli x
+features, e.g. from PyTorch), and can take its splits from outside.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from jaxscore import activations, kernels, scoring
+from jaxscore.data import assembly as assembly_lib
+from jaxscore.data.stimuli import StimulusSet
+from jaxscore.kernels import normalize
+from jaxscore.model import VisionModel
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerScore:
+  """One layer's score on one benchmark."""
+
+  layer: str
+  n_features: int
+  raw: scoring.Summary
+  r: np.ndarray  # (n_splits, n_neuroids)
+  ceiled: float | None  # None when the benchmark has no ceiling
+  n_components: int  # PLS components used; 0 for ridge
+
+
+@dataclasses.dataclass(frozen=True)
+class Ceiling:
+  """Split-half reliability of the recordings."""
+
+  summary: scoring.Summary
+  values: np.ndarray  # (n_splits, n_neuroids)
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkScore:
+  """Every scored layer of one model (or feature set) on one benchmark."""
+
+  benchmark: str
+  version: int
+  normalization: str
+  ceiling: Ceiling | None
+  layers: tuple[LayerScore, ...]
+  neuroid_ids: tuple[str, ...]
+  notes: tuple[str, ...] = ()
+
+  @property
+  def best(self) -> LayerScore:
+    """The layer with the highest ceiled score (raw when there is no ceiling)."""
+    key = (lambda s: s.ceiled) if self.ceiling is not None else (lambda s: s.raw.center)
+    return max(self.layers, key=key)
+
+
+@dataclasses.dataclass(eq=False)
+class NeuralBenchmark:
+  """Scores features against recordings by cross-validated regression.
+
+  Attributes:
+    identifier: name in the benchmark table.
+    version: bumped whenever data, metric or defaults change the numbers.
+    assembly: (n_presentations, n_neuroids) trials, see
+      ``jaxscore.data.assembly``.
+    stimuli: the stimulus set, holding every ``stimulus_id`` of the assembly.
+    visual_degrees: visual angle the stimuli spanned in the experiment.
+    regression: the map from features to neuroids.
+    has_ceiling: whether the assembly has repetitions to estimate a ceiling.
+    stratify_by: presentation coord to stratify splits by, or None.
+    n_splits, train_size: Monte-Carlo cross-validation settings.
+    normalization: ``"r2_over_c"`` (current Brain-Score) or
+      ``"squared_ratio"`` (legacy ``(r/c)^2``).
+    seed: seed of the split and ceiling keys.
+  """
+
+  identifier: str
+  version: int
+  assembly: xr.DataArray
+  stimuli: StimulusSet
+  visual_degrees: float
+  regression: scoring.Regression = dataclasses.field(default_factory=scoring.Regression)
+  has_ceiling: bool = True
+  stratify_by: str | None = "object_name"
+  n_splits: int = 10
+  train_size: float = 0.9
+  normalization: str = "r2_over_c"
+  seed: int = 0
+
+  def __post_init__(self):
+    assembly_lib.validate_assembly(self.assembly, f"assembly of {self.identifier}")
+    normalize.get_normalization(self.normalization)
+    averaged = assembly_lib.average_repetitions(self.assembly)
+    self.stimulus_ids = tuple(averaged["stimulus_id"].values.tolist())
+    missing = set(self.stimulus_ids) - set(self.stimuli.stimulus_ids)
+    if missing:
+      raise ValueError(
+        f"{len(missing)} stimulus ids of {self.identifier} have no image, "
+        f"e.g. {sorted(missing)[:3]}."
+      )
+    constant = averaged.values.std(axis=0) == 0
+    if constant.any():
+      ids = averaged["neuroid_id"].values[constant].tolist()
+      raise ValueError(
+        f"{len(ids)} neuroids of {self.identifier} respond identically to "
+        f"every stimulus, so no correlation with them exists: {ids[:5]}. "
+        "Drop them from the assembly."
+      )
+    self.targets = averaged.values
+    self.neuroid_ids = tuple(averaged["neuroid_id"].values.tolist())
+    self.labels = (
+      None if self.stratify_by is None else averaged[self.stratify_by].values
+    )
+
+  @property
+  def n_stimuli(self) -> int:
+    return len(self.stimulus_ids)
+
+  def splits(self) -> kernels.Splits:
+    """The benchmark's own cross-validation splits (fixed by ``seed``)."""
+    key = jax.random.fold_in(jax.random.key(self.seed), 0)
+    if self.labels is None:
+      return kernels.shuffle_splits(
+        self.n_stimuli, n_splits=self.n_splits, train_size=self.train_size, key=key
+      )
+    return kernels.stratified_shuffle_splits(
+      self.labels, n_splits=self.n_splits, train_size=self.train_size, key=key
+    )
+
+  @functools.cached_property
+  def ceiling(self) -> Ceiling | None:
+    if not self.has_ceiling:
+      return None
+    key = jax.random.fold_in(jax.random.key(self.seed), 1)
+    trials = assembly_lib.repetition_array(self.assembly)
+    if trials.shape[0] < 2:
+      raise ValueError(
+        f"{self.identifier} has one repetition per stimulus; a split-half "
+        "ceiling needs at least two. Set has_ceiling=False."
+      )
+    values = scoring.split_half_ceiling(trials, n_splits=self.n_splits, key=key)
+    return Ceiling(scoring.Summary.from_values(values), values)
+
+  def score_model(
+    self,
+    model: VisionModel,
+    *,
+    layers: Sequence[str] | None = None,
+    batch_size: int = 32,
+    dtype=jnp.float32,
+    progress: Callable[[int], None] | None = None,
+  ) -> BenchmarkScore:
+    """Runs the model on the stimuli and scores each layer."""
+    images = self.stimuli.subset(self.stimulus_ids).images
+    features = activations.extract(
+      model,
+      images,
+      source_degrees=self.visual_degrees,
+      layers=layers,
+      batch_size=batch_size,
+      progress=progress,
+    )
+    return self.score_features(features, stimulus_ids=self.stimulus_ids, dtype=dtype)
+
+  def score_features(
+    self,
+    features: Mapping[str, np.ndarray | xr.DataArray] | np.ndarray | xr.DataArray,
+    *,
+    stimulus_ids: Sequence[str] | None = None,
+    splits: kernels.Splits | None = None,
+    dtype=jnp.float32,
+  ) -> BenchmarkScore:
+    """Scores precomputed features.
+
+    Args:
+      features: one array, or ``{layer: array}``. Each array is
+        ``(n_stimuli, ...)`` (flattened per stimulus), or a DataArray whose
+        first dim carries a ``stimulus_id`` coordinate.
+      stimulus_ids: (n_stimuli,) ids of the rows of plain arrays; default the
+        benchmark's own order (``self.stimulus_ids``).
+      splits: train/test indices into ``self.stimulus_ids`` order; default
+        the benchmark's own ``splits()``.
+      dtype: compute dtype.
+    """
+    if not isinstance(features, Mapping):
+      features = {"features": features}
+    if not features:
+      raise ValueError("features is empty; pass at least one layer.")
+    if splits is None:
+      splits = self.splits()
+    else:
+      splits = kernels.validate_splits(splits.train, splits.test, self.n_stimuli)
+    # Every layer is checked before any is scored, so bad input fails fast.
+    aligned_layers = {
+      layer: self.align(values, stimulus_ids=stimulus_ids, layer=layer)
+      for layer, values in features.items()
+    }
+    notes = []
+    scores = []
+    for layer, aligned in aligned_layers.items():
+      r, n_components = scoring.cross_validated_r(
+        aligned, self.targets, splits, self.regression, dtype=dtype
+      )
+      if 0 < n_components < self.regression.n_components:
+        notes.append(
+          f"layer {layer!r} has {aligned.shape[1]} features: PLS used "
+          f"{n_components} components instead of {self.regression.n_components}."
+        )
+      raw = scoring.Summary.from_values(r)
+      scores.append(
+        LayerScore(
+          layer=layer,
+          n_features=aligned.shape[1],
+          raw=raw,
+          r=r,
+          ceiled=self._ceil(raw.center),
+          n_components=n_components,
+        )
+      )
+    if not self.has_ceiling:
+      notes.append(
+        "No ceiling: this recording has no single trials, so only raw scores "
+        "are reported."
+      )
+    return BenchmarkScore(
+      benchmark=self.identifier,
+      version=self.version,
+      normalization=self.normalization,
+      ceiling=self.ceiling,
+      layers=tuple(scores),
+      neuroid_ids=self.neuroid_ids,
+      notes=tuple(notes),
+    )
+
+  def _ceil(self, raw: float) -> float | None:
+    if self.ceiling is None:
+      return None
+    ceiling = self.ceiling.summary.center
+    return float(normalize.get_normalization(self.normalization)(raw, ceiling))
+
+  def align(
+    self,
+    values: np.ndarray | xr.DataArray,
+    *,
+    stimulus_ids: Sequence[str] | None = None,
+    layer: str = "features",
+  ) -> np.ndarray:
+    """Features as (n_stimuli, n_features) rows in the benchmark's order."""
+    if isinstance(values, xr.DataArray):
+      dim = values.dims[0]
+      if "stimulus_id" not in values.coords or values["stimulus_id"].dims != (dim,):
+        raise ValueError(
+          f"DataArray features of layer {layer!r} need a 'stimulus_id' "
+          f"coordinate along their first dim {dim!r}."
+        )
+      if stimulus_ids is not None:
+        raise ValueError(
+          "Pass stimulus_ids only with plain arrays; DataArray features carry "
+          "their own."
+        )
+      stimulus_ids = values["stimulus_id"].values.tolist()
+      values = values.values
+    values = np.asarray(values)
+    if values.ndim < 2:
+      raise ValueError(
+        f"Features of layer {layer!r} must be (n_stimuli, ...) with at least "
+        f"2 dims, got shape {values.shape}."
+      )
+    values = values.reshape(len(values), -1)
+    if not np.issubdtype(values.dtype, np.number):
+      raise ValueError(
+        f"Features of layer {layer!r} must be numeric, got {values.dtype}."
+      )
+    activations.check_finite(values, f"layer {layer!r}")
+    if stimulus_ids is None:
+      if len(values) != self.n_stimuli:
+        raise ValueError(
+          f"Features of layer {layer!r} have {len(values)} rows but "
+          f"{self.identifier} has {self.n_stimuli} stimuli; pass stimulus_ids "
+          "or a DataArray with a stimulus_id coordinate."
+        )
+      return values
+    return values[self._order(list(stimulus_ids), len(values), layer)]
+
+  def _order(self, ids: list[str], n_rows: int, layer: str) -> np.ndarray | slice:
+    if len(ids) != n_rows:
+      raise ValueError(
+        f"stimulus_ids has {len(ids)} entries for {n_rows} rows of layer {layer!r}."
+      )
+    if len(set(ids)) != len(ids):
+      raise ValueError(f"stimulus_ids of layer {layer!r} has duplicates.")
+    position = {s: i for i, s in enumerate(ids)}
+    missing = [s for s in self.stimulus_ids if s not in position]
+    if missing:
+      raise ValueError(
+        f"The stimulus ids of layer {layer!r} do not cover {self.identifier}: "
+        f"{len(missing)} of its {self.n_stimuli} stimuli are missing, e.g. "
+        f"{missing[:3]}. (Extra stimuli are allowed and ignored.)"
+      )
+    order = np.array([position[s] for s in self.stimulus_ids])
+    return slice(None) if np.array_equal(order, np.arange(n_rows)) else order

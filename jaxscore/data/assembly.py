@@ -1,0 +1,129 @@
+"""Neural assemblies: recorded responses as ``presentation x neuroid`` arrays.
+
+An assembly is a plain ``xarray.DataArray`` with dims ``("presentation",
+"neuroid")``. Presentations carry ``stimulus_id`` and ``repetition`` (plus any
+labels such as ``object_name``); neuroids carry ``neuroid_id`` and ``region``.
+One presentation is one trial: a stimulus shown ``k`` times appears in ``k``
+rows with repetitions ``0 .. k-1``. Missing trials are absent rows, never
+zeros or NaN rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import xarray as xr
+
+PRESENTATION_COORDS = ("stimulus_id", "repetition")
+NEUROID_COORDS = ("neuroid_id", "region")
+
+
+def make_assembly(
+  responses: np.ndarray,
+  presentation: Mapping[str, Sequence],
+  neuroid: Mapping[str, Sequence],
+) -> xr.DataArray:
+  """Builds and validates an assembly.
+
+  Args:
+    responses: (n_presentations, n_neuroids) responses, one row per trial.
+    presentation: coords along presentations; needs ``stimulus_id`` and
+      ``repetition``.
+    neuroid: coords along neuroids; needs ``neuroid_id`` and ``region``.
+  """
+  responses = np.asarray(responses)
+  coords = {k: ("presentation", np.asarray(v)) for k, v in presentation.items()}
+  coords |= {k: ("neuroid", np.asarray(v)) for k, v in neuroid.items()}
+  assembly = xr.DataArray(responses, dims=("presentation", "neuroid"), coords=coords)
+  validate_assembly(assembly)
+  return assembly
+
+
+def validate_assembly(assembly: xr.DataArray, name: str = "assembly") -> None:
+  """Raises ValueError unless ``assembly`` has the layout described above."""
+  if not isinstance(assembly, xr.DataArray):
+    raise ValueError(
+      f"{name} must be an xarray.DataArray, got {type(assembly).__name__}."
+    )
+  if assembly.dims != ("presentation", "neuroid"):
+    raise ValueError(
+      f"{name} must have dims ('presentation', 'neuroid'), got {assembly.dims}."
+    )
+  for dim, required in (
+    ("presentation", PRESENTATION_COORDS),
+    ("neuroid", NEUROID_COORDS),
+  ):
+    for coord in required:
+      if coord not in assembly.coords or assembly[coord].dims != (dim,):
+        raise ValueError(f"{name} needs a {coord!r} coordinate along {dim!r}.")
+  if not np.all(np.isfinite(assembly.values)):
+    bad = int(np.sum(~np.isfinite(assembly.values)))
+    raise ValueError(
+      f"{name} holds {bad} NaN or infinite responses; drop missing trials "
+      "instead of storing them as NaN."
+    )
+  ids = assembly["neuroid_id"].values
+  if len(set(ids.tolist())) != len(ids):
+    raise ValueError(f"{name} has duplicate neuroid_id values.")
+  pairs = set(
+    zip(
+      assembly["stimulus_id"].values.tolist(),
+      assembly["repetition"].values.tolist(),
+      strict=True,
+    )
+  )
+  if len(pairs) != assembly.sizes["presentation"]:
+    raise ValueError(f"{name} has duplicate (stimulus_id, repetition) pairs.")
+
+
+def stimulus_order(assembly: xr.DataArray) -> np.ndarray:
+  """Unique stimulus ids in order of first presentation."""
+  ids = assembly["stimulus_id"].values
+  _, first = np.unique(ids, return_index=True)
+  return ids[np.sort(first)]
+
+
+def average_repetitions(assembly: xr.DataArray) -> xr.DataArray:
+  """Mean over the repetitions of each stimulus, in order of first showing.
+
+  Presentation coords other than ``repetition`` are kept (they must be
+  constant per stimulus, as labels are).
+  """
+  order = stimulus_order(assembly)
+  codes = _codes(assembly, order)
+  counts = np.bincount(codes, minlength=len(order)).astype(np.float64)
+  sums = np.zeros((len(order), assembly.sizes["neuroid"]))
+  np.add.at(sums, codes, assembly.values)
+  first = np.zeros(len(order), dtype=int)
+  first[codes[::-1]] = np.arange(len(codes))[::-1]
+  coords = {
+    name: ("presentation", coord.values[first])
+    for name, coord in assembly.coords.items()
+    if coord.dims == ("presentation",) and name != "repetition"
+  }
+  coords |= {
+    name: coord for name, coord in assembly.coords.items() if coord.dims == ("neuroid",)
+  }
+  return xr.DataArray(
+    sums / counts[:, None], dims=("presentation", "neuroid"), coords=coords
+  )
+
+
+def repetition_array(assembly: xr.DataArray) -> np.ndarray:
+  """Trials as a dense ``(n_reps, n_stimuli, n_neuroids)`` array.
+
+  Stimuli follow ``stimulus_order``; repetition slots a stimulus was not shown
+  in are NaN. ``n_reps`` is the number of distinct repetition values.
+  """
+  order = stimulus_order(assembly)
+  codes = _codes(assembly, order)
+  reps, rep_codes = np.unique(assembly["repetition"].values, return_inverse=True)
+  dense = np.full((len(reps), len(order), assembly.sizes["neuroid"]), np.nan)
+  dense[rep_codes, codes] = assembly.values
+  return dense
+
+
+def _codes(assembly: xr.DataArray, order: np.ndarray) -> np.ndarray:
+  position = {s: i for i, s in enumerate(order.tolist())}
+  return np.array([position[s] for s in assembly["stimulus_id"].values.tolist()])

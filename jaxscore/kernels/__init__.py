@@ -1,0 +1,51 @@
+"""Pure, jit-able numerical kernels: splits, regression, correlation, ceilings.
+
+Each kernel handles one case (one split, one halving, one alpha) and is batched
+by the caller with ``jax.vmap``. Kernels import only jax and numpy.
+"""
+
+from jaxscore.kernels.ceiling import (
+  spearman_brown,
+  split_half_ceiling,
+  split_half_consistency,
+  split_half_masks,
+)
+from jaxscore.kernels.correlation import pearson_r
+from jaxscore.kernels.normalize import (
+  NORMALIZATIONS,
+  explained_variance,
+  get_normalization,
+  squared_ratio,
+)
+from jaxscore.kernels.regression import (
+  RidgeResult,
+  pls_fit_predict,
+  ridge_fit_predict,
+  ridge_path_predict,
+)
+from jaxscore.kernels.splits import (
+  Splits,
+  shuffle_splits,
+  stratified_shuffle_splits,
+  validate_splits,
+)
+
+__all__ = [
+  "NORMALIZATIONS",
+  "RidgeResult",
+  "Splits",
+  "explained_variance",
+  "get_normalization",
+  "pearson_r",
+  "pls_fit_predict",
+  "ridge_fit_predict",
+  "ridge_path_predict",
+  "shuffle_splits",
+  "spearman_brown",
+  "split_half_ceiling",
+  "split_half_consistency",
+  "split_half_masks",
+  "squared_ratio",
+  "stratified_shuffle_splits",
+  "validate_splits",
+]

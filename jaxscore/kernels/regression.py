@@ -1,0 +1,341 @@
+"""Linear maps from model features to neuroids, fitted and applied on one split.
+
+Each ``*_fit_predict`` function fits on the training stimuli of ONE split and
+predicts the test stimuli of that split; callers batch over splits with
+``jax.vmap`` (and over resamples, layers, ...). All functions are pure and
+jit-able; which algorithm runs is decided from static shapes only.
+
+Matrix products run at full float32 precision ("highest"): on GPUs and TPUs the
+default uses TF32/bfloat16 passes whose ~1e-3 relative error is squared by the
+Gram matrices these solvers decompose. On CPU this changes nothing.
+
+Axis legend: n_train / n_test stimuli of the split, n_features model features,
+n_neuroids recorded neuroids, n_alphas ridge penalties, n_components PLS
+components.
+"""
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class RidgeResult(NamedTuple):
+  """Ridge predictions on the test stimuli and the penalty chosen per neuroid.
+
+  Attributes:
+    predictions: (n_test, n_neuroids) predicted responses.
+    alpha: (n_neuroids,) penalty chosen for each neuroid.
+  """
+
+  predictions: jax.Array
+  alpha: jax.Array
+
+
+def _highest_precision(fn):
+  """Traces ``fn`` with every matmul pinned to full precision (see above)."""
+
+  @functools.wraps(fn)
+  def wrapped(*args, **kwargs):
+    with jax.default_matmul_precision("highest"):
+      return fn(*args, **kwargs)
+
+  return wrapped
+
+
+def _check_regression_inputs(X_train, Y_train, X_test):
+  """Validates shapes and returns the inputs cast to one floating dtype."""
+  X_train, Y_train, X_test = map(jnp.asarray, (X_train, Y_train, X_test))
+  for name, array in (("X_train", X_train), ("Y_train", Y_train), ("X_test", X_test)):
+    if array.ndim != 2:
+      raise ValueError(
+        f"{name} must be a 2-D array, got shape {tuple(array.shape)}; reshape a "
+        "single column to (n, 1)."
+      )
+  if Y_train.shape[0] != X_train.shape[0]:
+    raise ValueError(
+      f"Y_train must have one row per training stimulus, {X_train.shape[0]} as in "
+      f"X_train, got {Y_train.shape[0]}."
+    )
+  if X_test.shape[1] != X_train.shape[1]:
+    raise ValueError(
+      f"X_test must have the {X_train.shape[1]} features of X_train, got "
+      f"{X_test.shape[1]}."
+    )
+  if X_train.shape[0] < 2:
+    raise ValueError(
+      f"X_train must have at least 2 training stimuli, got {X_train.shape[0]}."
+    )
+  dtype = jnp.result_type(X_train, Y_train, X_test)
+  if not jnp.issubdtype(dtype, jnp.floating):
+    dtype = jnp.result_type(float)
+  return X_train.astype(dtype), Y_train.astype(dtype), X_test.astype(dtype)
+
+
+def _centre(X_train, Y_train, X_test):
+  """Centres X and Y on the training rows; returns the centred arrays and E[Y]."""
+  x_mean = jnp.mean(X_train, axis=0)  # (n_features,)
+  y_mean = jnp.mean(Y_train, axis=0)  # (n_neuroids,)
+  return X_train - x_mean, Y_train - y_mean, X_test - x_mean, y_mean
+
+
+# Ridge with an unpenalised intercept; penalty chosen per neuroid by exact LOO.
+#
+# After centring on the training rows the intercept is E[Y] and the weights
+# solve min_W ||Yc - Xc W||^2 + alpha ||W||^2 for each neuroid. One symmetric
+# eigendecomposition serves every alpha (g = 1 / (lam + alpha)):
+#   primal, n_features <= n_train: Xc^T Xc = V diag(lam) V^T    (p x p)
+#     basis M = Xc V (n, p), B = M^T Yc (p, T), test basis P = Xte V (t, p)
+#     fitted = M diag(g) B,  hat diagonal h = (M * M) g
+#   dual, n_features > n_train:    Xc Xc^T = Q diag(lam) Q^T    (n x n)
+#     basis M = Q (n, n), B = Q^T Yc (n, T), test basis P = Xte Xc^T Q (t, n)
+#     fitted = Q diag(lam g) B, so no p x p matrix is ever formed
+#   test predictions, both: P diag(g) B + E[Y]
+# The hat matrix of ridge with an unpenalised intercept is
+#   H = 1 1^T / n + Xc (Xc^T Xc + alpha I)^-1 Xc^T,
+# so the leave-one-out residual is (Yc - fitted)_i / (1 - h_i - 1/n). The mean
+# squared LOO residual per neuroid is what sklearn's RidgeCV (default 'gcv'
+# mode, fit_intercept=True, alpha_per_target=True) minimises; its gram and cov
+# modes subtract the same 1/n. Ties go to the earliest alpha, as in sklearn.
+# In the dual Q is complete, so both residual and denominator are written
+# without the cancellation 1 - h (ruinous in float32 at small alpha, where the
+# fit nearly interpolates): Yc - fitted = Q diag(alpha g) B and
+# 1 - h_i - 1/n = (Q * Q) (alpha g) - 1/n, the -1/n cancelling the constant
+# eigenvector (lam = 0) exactly.
+# Eigenvalues are clamped at 0, and components below 10 eps lam_max are
+# null directions of Xc (their M column and B row vanish in exact arithmetic):
+# they take lam = 0 and are dropped from the fit instead of being divided by a
+# small alpha.
+
+
+class _Eigenbasis(NamedTuple):
+  """One split's eigendecomposition, shared by every alpha (see above)."""
+
+  primal: bool  # static: True for the feature Gram, False for the stimulus Gram
+  eigvals: jax.Array  # (r,) clamped eigenvalues lam
+  keep: jax.Array  # (r,) bool, False for numerically null directions
+  basis: jax.Array  # (n_train, r) M
+  coords: jax.Array  # (r, n_neuroids) B = M^T Yc
+  test_basis: jax.Array  # (n_test, r) P
+
+
+def _eigenbasis(Xc, Yc, Xte) -> _Eigenbasis:
+  n_train, n_features = Xc.shape
+  primal = n_features <= n_train  # static: decided from shapes
+  if primal:
+    eigvals, V = jnp.linalg.eigh(Xc.T @ Xc)  # (p,), (p, p)
+    basis = Xc @ V  # (n_train, p)
+    test_basis = Xte @ V  # (n_test, p)
+  else:
+    eigvals, basis = jnp.linalg.eigh(Xc @ Xc.T)  # (n,), (n_train, n_train)
+    test_basis = (Xte @ Xc.T) @ basis  # (n_test, n_train)
+  eigvals = jnp.maximum(eigvals, 0)
+  # eigh's roundoff puts null eigenvalues at ~eps * lam_max (measured 0.3 eps in
+  # float32 for n = 1500); 10 eps leaves a margin and keeps every eigenvalue
+  # that float32 resolves at all.
+  keep = eigvals > 10 * jnp.finfo(Xc.dtype).eps * eigvals[-1]
+  coords = basis.T @ Yc  # (r, n_neuroids)
+  return _Eigenbasis(primal, eigvals, keep, basis, coords, test_basis)
+
+
+def _gain(eb: _Eigenbasis, alpha):
+  """g = 1 / (lam + alpha) on kept components, 0 on null ones; shape of alpha."""
+  alpha = jnp.asarray(alpha)[..., None]
+  return jnp.where(eb.keep, 1 / jnp.where(eb.keep, eb.eigvals + alpha, 1), 0)
+
+
+def _loo_mse(eb: _Eigenbasis, Yc, alpha):
+  """Mean squared leave-one-out residual per neuroid for one alpha: (n_neuroids,)."""
+  n_train = Yc.shape[0]
+  gain = _gain(eb, alpha)  # (r,)
+  if eb.primal:
+    residual = Yc - eb.basis @ (gain[:, None] * eb.coords)  # (n_train, T)
+    denominator = 1 - 1 / n_train - (eb.basis * eb.basis) @ gain  # (n_train,)
+  else:
+    shrink = jnp.where(eb.keep, alpha * gain, 1)  # (r,) alpha / (lam + alpha)
+    residual = eb.basis @ (shrink[:, None] * eb.coords)
+    denominator = (eb.basis * eb.basis) @ shrink - 1 / n_train
+  loo = residual / denominator[:, None]
+  mse = jnp.mean(loo * loo, axis=0)
+  # A NaN (0/0 at an interpolating alpha) must never win the argmin.
+  return jnp.where(jnp.isnan(mse), jnp.inf, mse)
+
+
+def _ridge_predict(eb: _Eigenbasis, alpha):
+  """Centred test predictions, one alpha per neuroid: (n_test, n_neuroids)."""
+  gain = _gain(eb, alpha)  # (n_neuroids, r)
+  return eb.test_basis @ (gain.T * eb.coords)
+
+
+def _check_alphas(alphas, dtype):
+  alphas = jnp.asarray(alphas)
+  if alphas.ndim != 1 or alphas.shape[0] == 0:
+    raise ValueError(
+      "alphas must be a non-empty 1-D array of positive penalties, got shape "
+      f"{tuple(alphas.shape)}."
+    )
+  return alphas.astype(dtype)
+
+
+@jax.jit
+@_highest_precision
+def ridge_fit_predict(X_train, Y_train, X_test, alphas) -> RidgeResult:
+  """Ridge regression with the penalty chosen per neuroid by exact LOO.
+
+  Fits an intercept (X and Y are centred on the training rows). For each
+  neuroid the alpha with the smallest mean squared leave-one-out error inside
+  the training stimuli is chosen, as sklearn's
+  ``RidgeCV(alphas, alpha_per_target=True)`` does, then used to predict the
+  test stimuli. One eigendecomposition serves every alpha: of the feature Gram
+  when n_features <= n_train, of the stimulus Gram otherwise.
+
+  Args:
+    X_train: (n_train, n_features) features of the training stimuli.
+    Y_train: (n_train, n_neuroids) responses to the training stimuli.
+    X_test: (n_test, n_features) features of the test stimuli.
+    alphas: (n_alphas,) positive penalties to choose from.
+
+  Returns:
+    RidgeResult with predictions (n_test, n_neuroids) and the chosen alpha
+    (n_neuroids,), in the floating dtype of the inputs.
+  """
+  X_train, Y_train, X_test = _check_regression_inputs(X_train, Y_train, X_test)
+  alphas = _check_alphas(alphas, X_train.dtype)
+  Xc, Yc, Xte, y_mean = _centre(X_train, Y_train, X_test)
+  eb = _eigenbasis(Xc, Yc, Xte)
+  mse = jax.vmap(lambda alpha: _loo_mse(eb, Yc, alpha))(alphas)  # (A, T)
+  alpha = alphas[jnp.argmin(mse, axis=0)]  # (n_neuroids,)
+  return RidgeResult(predictions=_ridge_predict(eb, alpha) + y_mean, alpha=alpha)
+
+
+@jax.jit
+@_highest_precision
+def ridge_path_predict(X_train, Y_train, X_test, alphas):
+  """Ridge test predictions for every alpha, from one eigendecomposition.
+
+  For choosing alpha outside this function (e.g. on an outer split) or for
+  plotting the regularisation path.
+
+  Args:
+    X_train: (n_train, n_features) features of the training stimuli.
+    Y_train: (n_train, n_neuroids) responses to the training stimuli.
+    X_test: (n_test, n_features) features of the test stimuli.
+    alphas: (n_alphas,) positive penalties.
+
+  Returns:
+    (n_alphas, n_test, n_neuroids) predictions, one slice per alpha.
+  """
+  X_train, Y_train, X_test = _check_regression_inputs(X_train, Y_train, X_test)
+  alphas = _check_alphas(alphas, X_train.dtype)
+  Xc, Yc, Xte, y_mean = _centre(X_train, Y_train, X_test)
+  eb = _eigenbasis(Xc, Yc, Xte)
+  n_neuroids = Yc.shape[1]
+
+  def one_alpha(alpha):
+    return _ridge_predict(eb, jnp.full((n_neuroids,), alpha)) + y_mean
+
+  return jax.vmap(one_alpha)(alphas)
+
+
+# Exact PLS2: sklearn's PLSRegression (NIPALS, mode A, regression deflation,
+# scale=False) run to convergence, without its inner power iterations.
+#
+# X0, Y0 are the training data centred on their means. Component k:
+#   w_k = top left singular vector of the deflated cross-product C_k = X_k^T Y_k
+#         (p x T), from eigh of the small T x T matrix C_k^T C_k (or of the
+#         p x p C_k C_k^T when p < T); NIPALS converges to the same vector.
+#   t_k = X_k w_k = X0 r_k, with rotation r_k = w_k - R_<k (P_<k^T w_k),
+#         because X_k = X0 (I - R_<k P_<k^T).
+#   p_k = X0^T t_k / (t_k^T t_k),  q_k = Y0^T t_k / (t_k^T t_k)   (loadings)
+#   C_{k+1} = C_k - (t_k^T t_k) p_k q_k^T, since X_{k+1}^T t_k = 0.
+# X_k is never formed: memory is O(n p + p T + p K), fine for p = 20,000.
+# Predictions: (X_test - E[X]) R Q^T + E[Y], i.e. sklearn's coef_ = R Q^T.
+# A component whose score is numerically zero (rank exhausted, constant or
+# duplicated features, a cross-product with no signal left) gets r = p = q = 0,
+# so it contributes nothing where NIPALS would divide by ~0.
+
+
+def _top_left_singular_vector(C):
+  """Unit top left singular vector of C (n_features, n_neuroids); 0 if C = 0."""
+  n_features, n_neuroids = C.shape
+  if n_neuroids <= n_features:
+    _, V = jnp.linalg.eigh(C.T @ C)  # (T, T)
+    u = C @ V[:, -1]  # (p,)
+  else:
+    _, U = jnp.linalg.eigh(C @ C.T)  # (p, p)
+    u = U[:, -1] * jnp.linalg.norm(C.T @ U[:, -1])
+  norm = jnp.linalg.norm(u)
+  return jnp.where(norm > 0, u / jnp.where(norm > 0, norm, 1), 0)
+
+
+def _check_n_components(n_components, n_train, n_features):
+  if not isinstance(n_components, int | np.integer) or n_components < 1:
+    raise ValueError(f"n_components must be a positive integer, got {n_components!r}.")
+  if n_components > n_features:
+    raise ValueError(
+      f"n_components={n_components} exceeds the number of features, "
+      f"{n_features}; PLS can extract at most n_features components."
+    )
+  if n_components > n_train - 1:
+    raise ValueError(
+      f"n_components={n_components} exceeds n_train - 1 = {n_train - 1} "
+      f"(n_train = {n_train} training stimuli); centred data has at most "
+      "n_train - 1 independent directions."
+    )
+
+
+@functools.partial(jax.jit, static_argnames="n_components")
+@_highest_precision
+def pls_fit_predict(X_train, Y_train, X_test, *, n_components: int = 25):
+  """PLS regression (Brain-Score's default map), fitted exactly.
+
+  Agrees with sklearn's ``PLSRegression(n_components, scale=False)`` run to
+  convergence (tight ``tol``): X and Y are centred on the training rows, not
+  scaled. Never returns NaN: components beyond the numerical rank of the data
+  contribute nothing.
+
+  Args:
+    X_train: (n_train, n_features) features of the training stimuli.
+    Y_train: (n_train, n_neuroids) responses to the training stimuli.
+    X_test: (n_test, n_features) features of the test stimuli.
+    n_components: number of PLS components (static); at most n_features and
+      at most n_train - 1.
+
+  Returns:
+    (n_test, n_neuroids) predictions in the floating dtype of the inputs.
+  """
+  X_train, Y_train, X_test = _check_regression_inputs(X_train, Y_train, X_test)
+  n_train, n_features = X_train.shape
+  n_neuroids = Y_train.shape[1]
+  _check_n_components(n_components, n_train, n_features)
+  X0, Y0, Xte, y_mean = _centre(X_train, Y_train, X_test)
+  dtype = X0.dtype
+  # A score is zero when its norm is at roundoff level relative to ||X0||.
+  tolerance = jnp.sqrt(jnp.finfo(dtype).eps) * jnp.linalg.norm(X0)
+
+  def component(k, state):
+    C, R, P, Q = state  # (p, T), (p, K), (p, K), (T, K)
+    w = _top_left_singular_vector(C)  # (p,)
+    r = w - R @ (P.T @ w)  # (p,)
+    t = X0 @ r  # (n_train,)
+    tt = t @ t
+    # ||w|| = 1, so a real score has ||t|| ~ ||X_k||; roundoff is ~ ||X0|| ||r||.
+    scale = jnp.maximum(1, jnp.linalg.norm(r))
+    found = tt > (tolerance * scale) ** 2
+    inv_tt = jnp.where(found, 1 / jnp.where(found, tt, 1), 0)
+    p = (X0.T @ t) * inv_tt  # (p,)
+    q = (Y0.T @ t) * inv_tt  # (T,)
+    C = C - jnp.outer(p, q) * jnp.where(found, tt, 0)
+    r = jnp.where(found, r, 0)
+    return C, R.at[:, k].set(r), P.at[:, k].set(p), Q.at[:, k].set(q)
+
+  init = (
+    X0.T @ Y0,
+    jnp.zeros((n_features, n_components), dtype),
+    jnp.zeros((n_features, n_components), dtype),
+    jnp.zeros((n_neuroids, n_components), dtype),
+  )
+  _, R, _, Q = jax.lax.fori_loop(0, n_components, component, init)
+  return (Xte @ R) @ Q.T + y_mean  # (n_test, n_neuroids)

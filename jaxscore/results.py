@@ -1,0 +1,114 @@
+"""Writing scores to disk, atomically.
+
+A score of model ``M`` on benchmark ``B`` becomes two files in
+``<directory>/<B>/``:
+
+- ``<M>.json``: the summary a person reads. Keys: ``model``, ``benchmark``,
+  ``benchmark_version``, ``normalization``, ``metric``, ``ceiling``
+  (``{center, error, per_split}`` or null), ``best_layer``, ``layers`` (a list
+  of ``{layer, n_features, raw, raw_error, ceiled, n_components,
+  per_split}``), ``notes``, and ``run`` (time, wall seconds, jaxscore, jax
+  and backend versions, dtype).
+- ``<M>.nc``: the per-split, per-neuroid values as NetCDF (h5netcdf):
+  ``r (layer, split, neuroid)`` and, with a ceiling, ``ceiling (split,
+  neuroid)``.
+
+Each file is written to a temporary name in the same folder and renamed, so a
+crash never leaves a truncated result and a reader never sees a partial one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import xarray as xr
+
+from jaxscore.benchmark import BenchmarkScore
+
+FORMAT_VERSION = 1
+
+
+def to_dict(score: BenchmarkScore, *, model: str, run: dict[str, Any]) -> dict:
+  """The JSON summary of ``score`` (see the module docstring)."""
+  ceiling = None
+  if score.ceiling is not None:
+    summary = score.ceiling.summary
+    ceiling = {
+      "center": summary.center,
+      "error": summary.error,
+      "per_split": summary.per_split.tolist(),
+    }
+  return {
+    "format_version": FORMAT_VERSION,
+    "model": model,
+    "benchmark": score.benchmark,
+    "benchmark_version": score.version,
+    "normalization": score.normalization,
+    "ceiling": ceiling,
+    "best_layer": score.best.layer,
+    "layers": [
+      {
+        "layer": s.layer,
+        "n_features": s.n_features,
+        "raw": s.raw.center,
+        "raw_error": s.raw.error,
+        "ceiled": s.ceiled,
+        "n_components": s.n_components,
+        "per_split": s.raw.per_split.tolist(),
+      }
+      for s in score.layers
+    ],
+    "notes": list(score.notes),
+    "run": {
+      "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+      "jax": jax.__version__,
+      "backend": jax.default_backend(),
+      **run,
+    },
+  }
+
+
+def to_dataset(score: BenchmarkScore) -> xr.Dataset:
+  """Per-split, per-neuroid values of ``score`` as an xarray Dataset."""
+  layers = [s.layer for s in score.layers]
+  data = {"r": (("layer", "split", "neuroid"), np.stack([s.r for s in score.layers]))}
+  if score.ceiling is not None:
+    data["ceiling"] = (("split", "neuroid"), score.ceiling.values)
+  return xr.Dataset(
+    data,
+    coords={"layer": layers, "neuroid_id": ("neuroid", list(score.neuroid_ids))},
+    attrs={"benchmark": score.benchmark, "benchmark_version": score.version},
+  )
+
+
+def write(
+  score: BenchmarkScore, *, model: str, directory: Path, run: dict[str, Any]
+) -> Path:
+  """Writes ``<directory>/<benchmark>/<model>.json`` and ``.nc``; returns json."""
+  folder = Path(directory) / score.benchmark
+  folder.mkdir(parents=True, exist_ok=True)
+  summary = json.dumps(to_dict(score, model=model, run=run), indent=2)
+  _atomic(
+    folder / f"{model}.nc", lambda p: to_dataset(score).to_netcdf(p, engine="h5netcdf")
+  )
+  target = folder / f"{model}.json"
+  _atomic(target, lambda p: Path(p).write_text(summary + "\n"))
+  return target
+
+
+def _atomic(target: Path, write_to) -> None:
+  fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+  os.close(fd)
+  try:
+    write_to(tmp)
+    os.replace(tmp, target)
+  finally:
+    if os.path.exists(tmp):
+      os.unlink(tmp)

@@ -1,0 +1,177 @@
+"""Cross-validated neural predictivity of features, and the ceiling.
+
+For one layer: on every split, a linear map (PLS or ridge) is fitted from the
+layer's features to the repetition-averaged responses of the training
+stimuli; it predicts the test stimuli; Pearson r per neuroid compares the
+prediction with the measured responses. The split's score is the median over
+neuroids; the raw score is the mean over splits and its error the standard
+error over splits (ddof 0, as Brain-Score). The ceiling is the split-half
+reliability of the neuroids, Spearman-Brown corrected, aggregated the same way.
+
+All splits of a layer run in one jitted call (``lax.map`` over splits, in
+batches sized to a memory budget), and the kernels are compiled once per
+shape and reused by every layer of that shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxscore import kernels
+
+# 20 ridge penalties spanning Brain-Score's RidgeCV grid (0.01 to 1e7).
+DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-2, 7, 20))
+MEMORY_BUDGET = 2 << 30  # bytes for the per-split copies of the features
+
+
+@dataclasses.dataclass(frozen=True)
+class Regression:
+  """The map from features to neuroids.
+
+  Attributes:
+    kind: ``"pls"`` (partial least squares, centred, unscaled; Brain-Score's
+      default) or ``"ridge"`` (penalty chosen per neuroid by leave-one-out
+      inside the training split, from ``alphas``).
+    n_components: PLS components; a layer narrower than this, or a training
+      set too small for it, uses as many as it can (recorded in the result).
+    alphas: ridge penalties to choose from.
+  """
+
+  kind: str = "pls"
+  n_components: int = 25
+  alphas: tuple[float, ...] = DEFAULT_ALPHAS
+
+  def __post_init__(self):
+    if self.kind not in REGRESSIONS:
+      raise ValueError(
+        f"Unknown regression {self.kind!r}; valid ones are {', '.join(REGRESSIONS)}."
+      )
+    if self.n_components < 1:
+      raise ValueError(f"n_components must be >= 1, got {self.n_components}.")
+    if not self.alphas or min(self.alphas) <= 0:
+      raise ValueError(f"alphas must be positive, got {self.alphas}.")
+
+  def components_for(self, n_features: int, n_train: int) -> int:
+    return min(self.n_components, n_features, n_train - 1)
+
+
+REGRESSIONS = ("pls", "ridge")
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+  """A score over splits: ``center`` (mean), ``error`` (SEM, ddof 0)."""
+
+  center: float
+  error: float
+  per_split: np.ndarray  # (n_splits,) median over neuroids
+
+  @classmethod
+  def from_values(cls, values: np.ndarray) -> Summary:
+    """Aggregates (n_splits, n_neuroids) values: median, then mean."""
+    per_split = np.nanmedian(values, axis=1)
+    return cls(
+      center=float(per_split.mean()),
+      error=float(per_split.std() / np.sqrt(len(per_split))),
+      per_split=per_split,
+    )
+
+
+def resolve_dtype(dtype) -> jnp.dtype:
+  """The compute dtype; float64 needs ``jax_enable_x64``."""
+  dtype = jnp.dtype(dtype)
+  if dtype not in (jnp.float32, jnp.float64):
+    raise ValueError(f"dtype must be float32 or float64, got {dtype}.")
+  if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+    raise ValueError(
+      "dtype float64 needs 64-bit JAX: set JAX_ENABLE_X64=1 or call "
+      "jax.config.update('jax_enable_x64', True) before scoring."
+    )
+  return dtype
+
+
+def cross_validated_r(
+  features: np.ndarray,
+  targets: np.ndarray,
+  splits: kernels.Splits,
+  regression: Regression,
+  *,
+  dtype=jnp.float32,
+) -> tuple[np.ndarray, int]:
+  """Pearson r of held-out predictions, per split and neuroid.
+
+  Args:
+    features: (n_stimuli, n_features) model features, finite.
+    targets: (n_stimuli, n_neuroids) repetition-averaged responses, rows in
+      the same stimulus order as ``features``.
+    splits: train and test indices, (n_splits, n_train) and (n_splits, n_test).
+    regression: the map to fit.
+    dtype: compute dtype.
+
+  Returns:
+    r: (n_splits, n_neuroids). NaN where a neuroid is constant over a test
+      set (it has no correlation); a prediction constant over a test set
+      (no information) scores 0.
+    n_components: PLS components used (0 for ridge).
+  """
+  dtype = resolve_dtype(dtype)
+  n_features = features.shape[1]
+  n_splits, n_train = splits.train.shape
+  n_components = 0
+  if regression.kind == "pls":
+    n_components = regression.components_for(n_features, n_train)
+  per_split = (n_train + splits.test.shape[1]) * n_features * dtype.itemsize * 3
+  batch_size = int(max(1, min(n_splits, MEMORY_BUDGET // max(per_split, 1))))
+  r = _split_correlations(
+    jnp.asarray(features, dtype),
+    jnp.asarray(targets, dtype),
+    jnp.asarray(splits.train),
+    jnp.asarray(splits.test),
+    jnp.asarray(regression.alphas, dtype),
+    kind=regression.kind,
+    n_components=n_components,
+    batch_size=batch_size,
+  )
+  return np.asarray(r, np.float64), n_components
+
+
+@functools.partial(jax.jit, static_argnames=("kind", "n_components", "batch_size"))
+def _split_correlations(X, Y, train, test, alphas, *, kind, n_components, batch_size):
+  def one_split(indices):
+    tr, te = indices
+    if kind == "pls":
+      pred = kernels.pls_fit_predict(X[tr], Y[tr], X[te], n_components=n_components)
+    else:
+      pred = kernels.ridge_fit_predict(X[tr], Y[tr], X[te], alphas).predictions
+    y_test = Y[te]
+    r = kernels.pearson_r(pred, y_test)
+    target_varies = jnp.ptp(y_test, axis=0) > 0
+    return jnp.where(jnp.isnan(r) & target_varies, 0.0, r)
+
+  return jax.lax.map(one_split, (train, test), batch_size=batch_size)
+
+
+def split_half_ceiling(
+  trials: np.ndarray, *, n_splits: int = 10, key: jax.Array, dtype=jnp.float32
+) -> np.ndarray:
+  """Spearman-Brown split-half reliability per split and neuroid.
+
+  Args:
+    trials: (n_reps, n_stimuli, n_neuroids) single trials, NaN where a
+      stimulus has no trial in a repetition slot.
+    n_splits: random halvings of the repetitions.
+    key: PRNG key for the halvings.
+    dtype: compute dtype.
+
+  Returns:
+    (n_splits, n_neuroids) corrected split-half correlations.
+  """
+  dtype = resolve_dtype(dtype)
+  masks = kernels.split_half_masks(trials.shape[0], n_splits=n_splits, key=key)
+  values = kernels.split_half_ceiling(jnp.asarray(trials, dtype), masks)
+  return np.asarray(values, np.float64)

@@ -1,0 +1,104 @@
+r"""Scores a model (or precomputed features) on a benchmark.
+
+  python -m launch.score --model=efficientnet_lite0 --benchmark=cowley2023.V4-pls
+
+prints, per layer, the raw cross-validated r with its standard error over
+splits, the ceiling, the ceiled score, marks the best layer, and writes
+``<results_dir>/<benchmark>/<model>.json`` and ``.nc`` (format in
+``jaxscore.results``).
+
+With ``--features=FILE.npz`` the model is not run: the file holds one array
+per layer, ``(n_stimuli, ...)``, plus a ``stimulus_id`` array naming the rows,
+and ``--model`` only labels the result.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+import tqdm
+from absl import app, flags, logging
+
+import benchmarks
+import models
+from jaxscore import results
+from jaxscore.benchmark import BenchmarkScore
+
+_MODEL = flags.DEFINE_string("model", None, "Model name (see models.MODELS).")
+_BENCHMARK = flags.DEFINE_string(
+  "benchmark", None, "Benchmark name (see benchmarks.BENCHMARKS)."
+)
+_FEATURES = flags.DEFINE_string(
+  "features", None, "An .npz of precomputed features to score instead of a model."
+)
+_LAYERS = flags.DEFINE_list("layers", None, "Layers to score (default: all).")
+_RESULTS_DIR = flags.DEFINE_string("results_dir", "results", "Where to write.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "float64"], "Compute dtype.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the model's random init, if any.")
+flags.mark_flags_as_required(["model", "benchmark"])
+
+
+def main(argv):
+  del argv
+  start = time.perf_counter()
+  benchmark = benchmarks.load_benchmark(_BENCHMARK.value)
+  logging.info("Loaded %s: %d stimuli.", benchmark.identifier, benchmark.n_stimuli)
+  if _FEATURES.value:
+    with np.load(_FEATURES.value) as data:
+      if "stimulus_id" not in data:
+        raise app.UsageError(f"{_FEATURES.value} has no 'stimulus_id' array.")
+      ids = data["stimulus_id"].astype(str).tolist()
+      features = {k: data[k] for k in data.files if k != "stimulus_id"}
+    features = {
+      k: v for k, v in features.items() if not _LAYERS.value or k in _LAYERS.value
+    }
+    score = benchmark.score_features(features, stimulus_ids=ids, dtype=_DTYPE.value)
+  else:
+    model = models.load_model(_MODEL.value, key=jax.random.key(_SEED.value))
+    with tqdm.tqdm(total=benchmark.n_stimuli, desc="activations", unit="img") as bar:
+      score = benchmark.score_model(
+        model,
+        layers=_LAYERS.value,
+        batch_size=_BATCH_SIZE.value,
+        dtype=_DTYPE.value,
+        progress=lambda done: bar.update(done - bar.n),
+      )
+  wall = time.perf_counter() - start
+  path = results.write(
+    score,
+    model=_MODEL.value,
+    directory=_RESULTS_DIR.value,
+    run={"wall_seconds": round(wall, 2), "dtype": _DTYPE.value},
+  )
+  print(format_table(score, model=_MODEL.value))
+  print(f"wall time {wall:.1f} s; results in {path}")
+
+
+def format_table(score: BenchmarkScore, *, model: str) -> str:
+  """A per-layer table of raw r, error and ceiled score."""
+  lines = [f"{model} on {score.benchmark} (version {score.version})"]
+  if score.ceiling is not None:
+    c = score.ceiling.summary
+    lines.append(
+      f"ceiling {c.center:.4f} ± {c.error:.4f} (split-half, Spearman-Brown, "
+      f"median over {len(score.neuroid_ids)} neuroids); ceiled = "
+      f"{'r^2/c' if score.normalization == 'r2_over_c' else '(r/c)^2'}"
+    )
+  best = score.best.layer
+  lines.append(f"{'layer':<16}{'features':>10}{'raw r':>9}{'± sem':>9}{'ceiled':>9}")
+  for s in score.layers:
+    ceiled = "-" if s.ceiled is None else f"{s.ceiled:.4f}"
+    mark = "  <- best" if s.layer == best else ""
+    lines.append(
+      f"{s.layer:<16}{s.n_features:>10}{s.raw.center:>9.4f}{s.raw.error:>9.4f}"
+      f"{ceiled:>9}{mark}"
+    )
+  lines.extend(f"note: {n}" for n in score.notes)
+  return "\n".join(lines)
+
+
+if __name__ == "__main__":
+  app.run(main)

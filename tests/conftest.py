@@ -1,0 +1,22 @@
+"""Test-wide settings: 64-bit JAX so that float64 references are exact."""
+
+import os
+from pathlib import Path
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+# Tests read the real data from the shared mirror beside the checkout and keep
+# their cache out of the user's home.
+_SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+if _SHARED_DATA.is_dir():
+  os.environ.setdefault("JAXSCORE_MIRROR", str(_SHARED_DATA))
+
+
+def pytest_configure(config):
+  # One cache per test session unless the caller chose one.
+  if "JAXSCORE_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["JAXSCORE_CACHE"] = tempfile.mkdtemp(prefix="jaxscore-test-cache-")

@@ -1,0 +1,80 @@
+"""The score entry point, end to end on the real V4 benchmark."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+import xarray as xr
+from absl import flags
+
+import benchmarks
+import models
+from launch import score
+
+
+@pytest.fixture
+def run_main(tmp_path):
+  """Runs launch.score.main with the given flags; returns the result JSON."""
+
+  def run(**values):
+    argv = ["score"] + [f"--{k}={v}" for k, v in values.items()]
+    argv.append(f"--results_dir={tmp_path}")
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(argv)
+    score.main([])
+    folder = tmp_path / values["benchmark"]
+    return json.loads((folder / f"{values['model']}.json").read_text()), folder
+
+  yield run
+  flags.FLAGS.unparse_flags()
+
+
+def test_tiny_model_on_real_v4_writes_a_complete_result(run_main, capsys):
+  result, folder = run_main(model="tiny_cnn", benchmark="cowley2023.V4-pls")
+  out = capsys.readouterr().out
+  assert "<- best" in out and "ceiling" in out
+  assert result["benchmark"] == "cowley2023.V4-pls"
+  ceiling = result["ceiling"]["center"]
+  # per-neuron reliabilities of this session span 0.54-0.93, median ~0.77
+  assert 0.6 < ceiling < 0.9
+  layers = {s["layer"]: s for s in result["layers"]}
+  assert set(layers) == set(models.load_model("tiny_cnn", key=jax.random.key(0)).layers)
+  for s in layers.values():
+    assert -0.2 < s["raw"] < 0.9
+    assert s["ceiled"] == pytest.approx(s["raw"] ** 2 / ceiling)
+    assert len(s["per_split"]) == 10
+  assert (
+    result["best_layer"] == max(layers.values(), key=lambda s: s["ceiled"])["layer"]
+  )
+  values = xr.open_dataset(folder / "tiny_cnn.nc", engine="h5netcdf")
+  assert values["r"].shape == (len(layers), 10, 50)
+  assert values["ceiling"].shape == (10, 50)
+  assert not list(folder.glob(".*"))  # no temporary files left behind
+
+
+def test_precomputed_features_score_without_a_model(run_main, tmp_path):
+  benchmark = benchmarks.load_benchmark("cowley2023.V4-pls")
+  images = benchmark.stimuli.subset(benchmark.stimulus_ids).images
+  pixels = np.stack([im[::4, ::4].mean(-1) for im in images])  # (640, 28, 28)
+  order = np.random.default_rng(0).permutation(len(pixels))
+  path = tmp_path / "pixels.npz"
+  ids = np.array(benchmark.stimulus_ids)[order]
+  np.savez(path, stimulus_id=ids, pixels=pixels[order])
+  result, _ = run_main(model="pixels", benchmark="cowley2023.V4-pls", features=path)
+  direct = benchmark.score_features({"pixels": pixels})
+  assert result["layers"][0]["raw"] == pytest.approx(direct.layers[0].raw.center)
+
+
+def test_averaged_session_reports_raw_scores_only(run_main):
+  result, _ = run_main(model="tiny_cnn", benchmark="cowley2023.V4.190923-pls")
+  assert result["ceiling"] is None
+  assert all(s["ceiled"] is None for s in result["layers"])
+  assert any("No ceiling" in note for note in result["notes"])
+
+
+def test_unknown_names_list_the_valid_ones():
+  with pytest.raises(ValueError, match=r"cowley2023\.V4-pls"):
+    benchmarks.load_benchmark("majajhong2015.IT-pls")
+  with pytest.raises(ValueError, match="efficientnet_lite0"):
+    models.load_model("resnet9000")

@@ -1,0 +1,200 @@
+import jax
+import numpy as np
+import pytest
+import scipy.stats
+import xarray as xr
+from sklearn.cross_decomposition import PLSRegression
+from sklearn.model_selection import StratifiedShuffleSplit
+
+from jaxscore import kernels, scoring
+from jaxscore.benchmark import NeuralBenchmark
+from jaxscore.data import assembly as assembly_lib
+from jaxscore.data.stimuli import StimulusSet
+
+N_OBJECTS, PER_OBJECT, N_NEUROIDS, N_REPS = 4, 15, 6, 4
+
+
+def _toy_benchmark(seed=0, regression="pls", **kwargs):
+  """60 stimuli in 4 objects, 6 neuroids driven by 8 latent features."""
+  rng = np.random.default_rng(seed)
+  n_stimuli = N_OBJECTS * PER_OBJECT
+  latent = rng.standard_normal((n_stimuli, 8))
+  signal = latent @ rng.standard_normal((8, N_NEUROIDS)) + 5.0
+  ids = [f"s{i:03d}" for i in range(n_stimuli)]
+  objects = np.repeat([f"o{k}" for k in range(N_OBJECTS)], PER_OBJECT)
+  rows, stim, reps, objs = [], [], [], []
+  for i in range(n_stimuli):
+    for rep in range(N_REPS - (i % 2)):  # odd stimuli miss their last trial
+      rows.append(signal[i] + rng.standard_normal(N_NEUROIDS))
+      stim.append(ids[i])
+      reps.append(rep)
+      objs.append(objects[i])
+  trials = assembly_lib.make_assembly(
+    np.array(rows),
+    presentation={"stimulus_id": stim, "repetition": reps, "object_name": objs},
+    neuroid={
+      "neuroid_id": [f"n{k}" for k in range(N_NEUROIDS)],
+      "region": ["V4"] * N_NEUROIDS,
+    },
+  )
+  images = tuple(np.zeros((4, 4, 3), np.uint8) for _ in ids)
+  stimuli = StimulusSet("toy", tuple(ids), images, {"object_name": objects})
+  benchmark = NeuralBenchmark(
+    identifier="toy",
+    version=1,
+    assembly=trials,
+    stimuli=stimuli,
+    visual_degrees=8,
+    regression=scoring.Regression(kind=regression, n_components=5),
+    **kwargs,
+  )
+  features = latent @ rng.standard_normal((8, 20)) + rng.standard_normal(
+    (n_stimuli, 20)
+  )
+  return benchmark, features
+
+
+def _reference_r(features, targets, splits, n_components):
+  """scikit-learn PLS + scipy pearsonr, one split and one neuroid at a time."""
+  out = np.empty((len(splits.train), targets.shape[1]))
+  for s, (train, test) in enumerate(zip(splits.train, splits.test, strict=True)):
+    pls = PLSRegression(
+      n_components=n_components, scale=False, tol=1e-30, max_iter=5000
+    )
+    pls.fit(features[train], targets[train])
+    prediction = pls.predict(features[test])
+    for k in range(targets.shape[1]):
+      out[s, k] = scipy.stats.pearsonr(prediction[:, k], targets[test, k])[0]
+  return out
+
+
+@pytest.mark.parametrize("dtype, tol", [("float64", 1e-6), ("float32", 2e-3)])
+def test_cross_validated_r_matches_sklearn_and_scipy(dtype, tol):
+  benchmark, features = _toy_benchmark()
+  splits = benchmark.splits()
+  r, n_components = scoring.cross_validated_r(
+    features, benchmark.targets, splits, benchmark.regression, dtype=dtype
+  )
+  assert n_components == 5
+  expected = _reference_r(features, benchmark.targets, splits, 5)
+  np.testing.assert_allclose(r, expected, atol=tol)
+
+
+def test_summary_is_median_over_neuroids_then_mean_and_sem_over_splits():
+  values = np.random.default_rng(1).standard_normal((10, 7))
+  values[3, 2] = np.nan
+  summary = scoring.Summary.from_values(values)
+  per_split = np.nanmedian(values, axis=1)
+  assert summary.center == pytest.approx(per_split.mean())
+  assert summary.error == pytest.approx(per_split.std(ddof=0) / np.sqrt(10))
+
+
+def test_ceiling_matches_numpy_split_halves():
+  benchmark, _ = _toy_benchmark()
+  ceiling = benchmark.ceiling
+  trials = assembly_lib.repetition_array(benchmark.assembly)
+  key = jax.random.fold_in(jax.random.key(benchmark.seed), 1)
+  masks = np.asarray(kernels.split_half_masks(N_REPS, n_splits=10, key=key))
+  expected = np.empty((10, N_NEUROIDS))
+  for s, half in enumerate(masks):
+    a = np.nanmean(trials[half], axis=0)
+    b = np.nanmean(trials[~half], axis=0)
+    both = np.isfinite(a[:, 0]) & np.isfinite(b[:, 0])
+    for k in range(N_NEUROIDS):
+      r = scipy.stats.pearsonr(a[both, k], b[both, k])[0]
+      expected[s, k] = 2 * r / (1 + r)
+  np.testing.assert_allclose(ceiling.values, expected, atol=2e-5)
+  assert ceiling.summary.center == pytest.approx(
+    np.median(expected, 1).mean(), abs=2e-5
+  )
+
+
+def test_score_has_ceiled_value_r2_over_c_and_legacy_squared_ratio():
+  benchmark, features = _toy_benchmark()
+  layer = benchmark.score_features({"f": features}).layers[0]
+  c = benchmark.ceiling.summary.center
+  assert layer.ceiled == pytest.approx(layer.raw.center**2 / c)
+  legacy, _ = _toy_benchmark(normalization="squared_ratio")
+  old = legacy.score_features({"f": features}).layers[0]
+  assert old.ceiled == pytest.approx((old.raw.center / c) ** 2)
+
+
+def test_shuffled_rows_with_ids_and_dataarrays_give_the_same_score():
+  benchmark, features = _toy_benchmark()
+  base = benchmark.score_features(features).layers[0].raw.center
+  order = np.random.default_rng(2).permutation(len(features))
+  ids = np.array(benchmark.stimulus_ids)[order]
+  shuffled = benchmark.score_features(features[order], stimulus_ids=ids)
+  assert shuffled.layers[0].raw.center == pytest.approx(base, abs=1e-6)
+  extra = np.concatenate([features[order], features[:3]])
+  array = xr.DataArray(
+    extra,
+    dims=("presentation", "neuroid"),
+    coords={"stimulus_id": ("presentation", [*ids, "x1", "x2", "x3"])},
+  )
+  from_xr = benchmark.score_features(array)
+  assert from_xr.layers[0].raw.center == pytest.approx(base, abs=1e-6)
+
+
+def test_missing_stimuli_are_named():
+  benchmark, features = _toy_benchmark()
+  ids = list(benchmark.stimulus_ids)
+  ids[4] = "stranger"
+  with pytest.raises(ValueError, match=r"1 of its 60 stimuli are missing.*s004"):
+    benchmark.score_features(features, stimulus_ids=ids)
+  with pytest.raises(ValueError, match="59 rows"):
+    benchmark.score_features(features[:59])
+
+
+def test_nan_features_name_the_layer():
+  benchmark, features = _toy_benchmark()
+  features[7, 3] = np.inf
+  with pytest.raises(ValueError, match="layer 'conv2'"):
+    benchmark.score_features({"conv1": np.ones_like(features), "conv2": features})
+
+
+def test_narrow_layer_uses_fewer_components_and_says_so():
+  benchmark, features = _toy_benchmark()
+  score = benchmark.score_features({"narrow": features[:, :3]})
+  layer = score.layers[0]
+  assert layer.n_components == 3
+  assert any("3 components instead of 5" in note for note in score.notes)
+  expected = _reference_r(features[:, :3], benchmark.targets, benchmark.splits(), 3)
+  np.testing.assert_allclose(layer.r, expected, atol=1e-6)
+
+
+def test_dead_units_do_not_change_the_score():
+  benchmark, features = _toy_benchmark()
+  dead = np.concatenate([features, np.zeros((60, 5)), np.full((60, 2), 3.0)], axis=1)
+  with_dead = benchmark.score_features(dead).layers[0].r
+  without = benchmark.score_features(features).layers[0].r
+  assert np.isfinite(with_dead).all()
+  np.testing.assert_allclose(with_dead, without, atol=1e-6)
+
+
+def test_constant_neuroid_is_refused_at_construction():
+  benchmark, _ = _toy_benchmark()
+  trials = benchmark.assembly.copy()
+  trials.values[:, 2] = 4.0
+  with pytest.raises(ValueError, match=r"respond identically.*n2"):
+    NeuralBenchmark("toy", 1, trials, benchmark.stimuli, 8)
+
+
+def test_splits_can_come_from_sklearn():
+  benchmark, features = _toy_benchmark()
+  splitter = StratifiedShuffleSplit(n_splits=5, train_size=0.9, random_state=1)
+  train, test = zip(*splitter.split(features, benchmark.labels), strict=True)
+  splits = kernels.Splits(np.array(train), np.array(test))
+  score = benchmark.score_features(features, splits=splits)
+  expected = _reference_r(features, benchmark.targets, splits, 5)
+  np.testing.assert_allclose(score.layers[0].r, expected, atol=1e-6)
+  bad = kernels.Splits(np.array(train), np.array(train)[:, :6])
+  with pytest.raises(ValueError):
+    benchmark.score_features(features, splits=bad)
+
+
+def test_ridge_benchmark_scores_finite_values():
+  benchmark, features = _toy_benchmark(regression="ridge")
+  score = benchmark.score_features(features)
+  assert score.layers[0].n_components == 0
+  assert 0.3 < score.layers[0].raw.center < 1.0
