@@ -159,6 +159,7 @@ class NeuralBenchmark:
     batch_size: int = 32,
     dtype=jnp.float32,
     progress: Callable[[int], None] | None = None,
+    on_layer: Callable[[LayerScore], None] | None = None,
   ) -> BenchmarkScore:
     """Runs the model on the stimuli and scores each layer."""
     images = self.stimuli.subset(self.stimulus_ids).images
@@ -170,7 +171,9 @@ class NeuralBenchmark:
       batch_size=batch_size,
       progress=progress,
     )
-    return self.score_features(features, stimulus_ids=self.stimulus_ids, dtype=dtype)
+    return self.score_features(
+      features, stimulus_ids=self.stimulus_ids, dtype=dtype, on_layer=on_layer
+    )
 
   def score_features(
     self,
@@ -179,6 +182,7 @@ class NeuralBenchmark:
     stimulus_ids: Sequence[str] | None = None,
     splits: kernels.Splits | None = None,
     dtype=jnp.float32,
+    on_layer: Callable[[LayerScore], None] | None = None,
   ) -> BenchmarkScore:
     """Scores precomputed features.
 
@@ -191,6 +195,7 @@ class NeuralBenchmark:
       splits: train/test indices into ``self.stimulus_ids`` order; default
         the benchmark's own ``splits()``.
       dtype: compute dtype.
+      on_layer: called with each layer's score as soon as it is computed.
     """
     if not isinstance(features, Mapping):
       features = {"features": features}
@@ -227,6 +232,8 @@ class NeuralBenchmark:
           n_components=n_components,
         )
       )
+      if on_layer is not None:
+        on_layer(scores[-1])
     if not self.has_ceiling:
       notes.append(
         "No ceiling: this recording has no single trials, so only raw scores "

@@ -120,24 +120,75 @@ def cross_validated_r(
     n_components: PLS components used (0 for ridge).
   """
   dtype = resolve_dtype(dtype)
-  n_features = features.shape[1]
+  n_stimuli, n_features = features.shape
   n_splits, n_train = splits.train.shape
   n_components = 0
   if regression.kind == "pls":
     n_components = regression.components_for(n_features, n_train)
-  per_split = (n_train + splits.test.shape[1]) * n_features * dtype.itemsize * 3
-  batch_size = int(max(1, min(n_splits, MEMORY_BUDGET // max(per_split, 1))))
-  r = _split_correlations(
-    jnp.asarray(features, dtype),
-    jnp.asarray(targets, dtype),
-    jnp.asarray(splits.train),
-    jnp.asarray(splits.test),
-    jnp.asarray(regression.alphas, dtype),
-    kind=regression.kind,
-    n_components=n_components,
-    batch_size=batch_size,
-  )
+  train, test = jnp.asarray(splits.train), jnp.asarray(splits.test)
+  Y = jnp.asarray(targets, dtype)
+  alphas = jnp.asarray(regression.alphas, dtype)
+  static = dict(kind=regression.kind, n_components=n_components)
+  if n_features > n_stimuli:
+    # Wider than the stimulus set: every split needs only inner products of
+    # stimuli, so one Gram matrix serves all splits (see kernels.center_gram).
+    gram = stimulus_gram(features, dtype=dtype)
+    r = _gram_split_correlations(
+      gram, Y, train, test, alphas, n_features=n_features, **static
+    )
+  else:
+    per_split = (n_train + splits.test.shape[1]) * n_features * dtype.itemsize * 3
+    batch_size = int(max(1, min(n_splits, MEMORY_BUDGET // max(per_split, 1))))
+    r = _split_correlations(
+      jnp.asarray(features, dtype),
+      Y,
+      train,
+      test,
+      alphas,
+      batch_size=batch_size,
+      **static,
+    )
   return np.asarray(r, np.float64), n_components
+
+
+GRAM_BLOCK = 8192  # feature columns per Gram update
+
+
+def stimulus_gram(features: np.ndarray, *, dtype=jnp.float32) -> jax.Array:
+  """Inner products of centred stimuli, accumulated over feature blocks.
+
+  Args:
+    features: (n_stimuli, n_features) features.
+    dtype: compute dtype.
+
+  Returns:
+    (n_stimuli, n_stimuli) ``Xc Xc^T`` with ``Xc`` centred on all stimuli;
+    centring first keeps float32 accurate for activations with large offsets.
+    Memory beyond the features is one block of GRAM_BLOCK columns.
+  """
+  dtype = resolve_dtype(dtype)
+  n_stimuli, n_features = features.shape
+  mean = features.mean(axis=0, dtype=np.float64)
+  gram = jnp.zeros((n_stimuli, n_stimuli), dtype)
+  for start in range(0, n_features, GRAM_BLOCK):
+    block = np.zeros((n_stimuli, GRAM_BLOCK), dtype)  # zero columns add nothing
+    stop = min(start + GRAM_BLOCK, n_features)
+    block[:, : stop - start] = features[:, start:stop] - mean[start:stop]
+    gram = _add_gram(gram, block)
+  return gram
+
+
+@jax.jit
+def _add_gram(gram, block):
+  with jax.default_matmul_precision("highest"):
+    return gram + block @ block.T
+
+
+def _correlate(pred, y_test):
+  """Pearson r per neuroid; a constant prediction of a varying neuroid is 0."""
+  r = kernels.pearson_r(pred, y_test)
+  target_varies = jnp.ptp(y_test, axis=0) > 0
+  return jnp.where(jnp.isnan(r) & target_varies, 0.0, r)
 
 
 @functools.partial(jax.jit, static_argnames=("kind", "n_components", "batch_size"))
@@ -148,12 +199,26 @@ def _split_correlations(X, Y, train, test, alphas, *, kind, n_components, batch_
       pred = kernels.pls_fit_predict(X[tr], Y[tr], X[te], n_components=n_components)
     else:
       pred = kernels.ridge_fit_predict(X[tr], Y[tr], X[te], alphas).predictions
-    y_test = Y[te]
-    r = kernels.pearson_r(pred, y_test)
-    target_varies = jnp.ptp(y_test, axis=0) > 0
-    return jnp.where(jnp.isnan(r) & target_varies, 0.0, r)
+    return _correlate(pred, Y[te])
 
   return jax.lax.map(one_split, (train, test), batch_size=batch_size)
+
+
+@functools.partial(jax.jit, static_argnames=("kind", "n_components", "n_features"))
+def _gram_split_correlations(
+  gram, Y, train, test, alphas, *, kind, n_components, n_features
+):
+  def one_split(tr, te):
+    K_train, K_test = kernels.center_gram(gram, tr, te)
+    if kind == "pls":
+      pred = kernels.pls_fit_predict_gram(
+        K_train, K_test, Y[tr], n_components=n_components, n_features=n_features
+      )
+    else:
+      pred = kernels.ridge_fit_predict_gram(K_train, K_test, Y[tr], alphas).predictions
+    return _correlate(pred, Y[te])
+
+  return jax.vmap(one_split)(train, test)
 
 
 def split_half_ceiling(

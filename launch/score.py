@@ -24,7 +24,7 @@ from absl import app, flags, logging
 import benchmarks
 import models
 from jaxscore import results
-from jaxscore.benchmark import BenchmarkScore
+from jaxscore.benchmark import BenchmarkScore, LayerScore
 
 _MODEL = flags.DEFINE_string("model", None, "Model name (see models.MODELS).")
 _BENCHMARK = flags.DEFINE_string(
@@ -55,7 +55,9 @@ def main(argv):
     features = {
       k: v for k, v in features.items() if not _LAYERS.value or k in _LAYERS.value
     }
-    score = benchmark.score_features(features, stimulus_ids=ids, dtype=_DTYPE.value)
+    score = benchmark.score_features(
+      features, stimulus_ids=ids, dtype=_DTYPE.value, on_layer=_log_layer
+    )
   else:
     model = models.load_model(_MODEL.value, key=jax.random.key(_SEED.value))
     with tqdm.tqdm(total=benchmark.n_stimuli, desc="activations", unit="img") as bar:
@@ -65,6 +67,7 @@ def main(argv):
         batch_size=_BATCH_SIZE.value,
         dtype=_DTYPE.value,
         progress=lambda done: bar.update(done - bar.n),
+        on_layer=_log_layer,
       )
   wall = time.perf_counter() - start
   path = results.write(
@@ -75,6 +78,16 @@ def main(argv):
   )
   print(format_table(score, model=_MODEL.value))
   print(f"wall time {wall:.1f} s; results in {path}")
+
+
+def _log_layer(layer: LayerScore) -> None:
+  logging.info(
+    "%s: raw r %.4f ± %.4f (%d features)",
+    layer.layer,
+    layer.raw.center,
+    layer.raw.error,
+    layer.n_features,
+  )
 
 
 def format_table(score: BenchmarkScore, *, model: str) -> str:

@@ -198,3 +198,25 @@ def test_ridge_benchmark_scores_finite_values():
   score = benchmark.score_features(features)
   assert score.layers[0].n_components == 0
   assert 0.3 < score.layers[0].raw.center < 1.0
+
+
+@pytest.mark.parametrize("dtype, tol", [("float64", 1e-6), ("float32", 2e-3)])
+def test_wide_layer_scores_through_the_stimulus_gram(dtype, tol):
+  benchmark, features = _toy_benchmark()
+  rng = np.random.default_rng(3)
+  # 300 features for 60 stimuli, with a large offset like ReLU activations
+  wide = features @ rng.standard_normal((20, 300)) + 100.0
+  splits = benchmark.splits()
+  r, _ = scoring.cross_validated_r(
+    wide, benchmark.targets, splits, benchmark.regression, dtype=dtype
+  )
+  expected = _reference_r(wide, benchmark.targets, splits, 5)
+  np.testing.assert_allclose(r, expected, atol=tol)
+
+
+def test_stimulus_gram_accumulates_blocks(monkeypatch):
+  monkeypatch.setattr(scoring, "GRAM_BLOCK", 7)
+  features = np.random.default_rng(4).standard_normal((9, 30)) + 50
+  centred = features - features.mean(0)
+  gram = scoring.stimulus_gram(features, dtype="float64")
+  np.testing.assert_allclose(gram, centred @ centred.T, rtol=1e-12)

@@ -19,8 +19,11 @@ from jaxscore.kernels.normalize import (
 )
 from jaxscore.kernels.regression import (
   RidgeResult,
+  center_gram,
   pls_fit_predict,
+  pls_fit_predict_gram,
   ridge_fit_predict,
+  ridge_fit_predict_gram,
   ridge_path_predict,
 )
 from jaxscore.kernels.splits import (
@@ -34,11 +37,14 @@ __all__ = [
   "NORMALIZATIONS",
   "RidgeResult",
   "Splits",
+  "center_gram",
   "explained_variance",
   "get_normalization",
   "pearson_r",
   "pls_fit_predict",
+  "pls_fit_predict_gram",
   "ridge_fit_predict",
+  "ridge_fit_predict_gram",
   "ridge_path_predict",
   "shuffle_splits",
   "spearman_brown",

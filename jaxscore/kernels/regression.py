@@ -129,13 +129,23 @@ def _eigenbasis(Xc, Yc, Xte) -> _Eigenbasis:
     basis = Xc @ V  # (n_train, p)
     test_basis = Xte @ V  # (n_test, p)
   else:
-    eigvals, basis = jnp.linalg.eigh(Xc @ Xc.T)  # (n,), (n_train, n_train)
-    test_basis = (Xte @ Xc.T) @ basis  # (n_test, n_train)
+    return _kernel_eigenbasis(Xc @ Xc.T, Xte @ Xc.T, Yc)
+  return _finish_eigenbasis(True, eigvals, basis, test_basis, Yc)
+
+
+def _kernel_eigenbasis(K_train, K_test, Yc) -> _Eigenbasis:
+  """Dual eigenbasis from centred kernels (n_train, n_train), (n_test, n_train)."""
+  eigvals, basis = jnp.linalg.eigh(K_train)  # (n,), (n_train, n_train)
+  test_basis = K_test @ basis  # (n_test, n_train)
+  return _finish_eigenbasis(False, eigvals, basis, test_basis, Yc)
+
+
+def _finish_eigenbasis(primal, eigvals, basis, test_basis, Yc) -> _Eigenbasis:
   eigvals = jnp.maximum(eigvals, 0)
   # eigh's roundoff puts null eigenvalues at ~eps * lam_max (measured 0.3 eps in
   # float32 for n = 1500); 10 eps leaves a margin and keeps every eigenvalue
   # that float32 resolves at all.
-  keep = eigvals > 10 * jnp.finfo(Xc.dtype).eps * eigvals[-1]
+  keep = eigvals > 10 * jnp.finfo(eigvals.dtype).eps * eigvals[-1]
   coords = basis.T @ Yc  # (r, n_neuroids)
   return _Eigenbasis(primal, eigvals, keep, basis, coords, test_basis)
 
@@ -204,7 +214,10 @@ def ridge_fit_predict(X_train, Y_train, X_test, alphas) -> RidgeResult:
   X_train, Y_train, X_test = _check_regression_inputs(X_train, Y_train, X_test)
   alphas = _check_alphas(alphas, X_train.dtype)
   Xc, Yc, Xte, y_mean = _centre(X_train, Y_train, X_test)
-  eb = _eigenbasis(Xc, Yc, Xte)
+  return _select_and_predict(_eigenbasis(Xc, Yc, Xte), Yc, y_mean, alphas)
+
+
+def _select_and_predict(eb: _Eigenbasis, Yc, y_mean, alphas) -> RidgeResult:
   mse = jax.vmap(lambda alpha: _loo_mse(eb, Yc, alpha))(alphas)  # (A, T)
   alpha = alphas[jnp.argmin(mse, axis=0)]  # (n_neuroids,)
   return RidgeResult(predictions=_ridge_predict(eb, alpha) + y_mean, alpha=alpha)
@@ -339,3 +352,145 @@ def pls_fit_predict(X_train, Y_train, X_test, *, n_components: int = 25):
   )
   _, R, _, Q = jax.lax.fori_loop(0, n_components, component, init)
   return (Xte @ R) @ Q.T + y_mean  # (n_test, n_neuroids)
+
+
+# Kernel (Gram) forms, for layers much wider than the stimulus set.
+#
+# Every quantity both solvers need is an inner product between centred
+# stimuli, so one (n_stimuli, n_stimuli) Gram matrix G = X X^T per layer,
+# computed once, serves every split: the n_features axis never enters a split.
+# Centring on a split's training rows is a double centring of G:
+#   K_train = G_tt - 1 m^T - m 1^T + mu,   m = mean of G_tt's rows, mu = mean(m)
+#   K_test  = G_st - (row means of G_st) 1^T - 1 m^T + mu.
+# PLS in this basis: every weight, rotation and loading of the primal
+# algorithm above lies in the row space of X0, so write r = X0^T a. Then, with
+# Y_k the deflated responses (C_k = X0^T Y_k):
+#   C_k^T C_k = Y_k^T K Y_k                       (T x T)
+#   w = X0^T Y_k v / sqrt(lam_max)                (a_w = Y_k v / sqrt(lam_max))
+#   P^T w = (T_<k^T K a_w) / diag(t^T t)          (p_j = X0^T t_j / t_j^T t_j)
+#   a_r = a_w - A_<k (P^T w),  t = K a_r,  q = Y0^T t / t^T t
+#   Y_{k+1} = Y_k - t q^T                         (C_{k+1} = C_k - t^T t p q^T)
+#   predictions = K_test A Q^T + E[Y].
+
+
+def center_gram(gram, train, test):
+  """Centres a stimulus Gram matrix on one split's training stimuli.
+
+  Args:
+    gram: (n_stimuli, n_stimuli) inner products ``X X^T`` of all stimuli
+      (centring X on all stimuli first keeps float32 accurate).
+    train: (n_train,) indices of the training stimuli.
+    test: (n_test,) indices of the test stimuli.
+
+  Returns:
+    K_train (n_train, n_train) and K_test (n_test, n_train): inner products of
+    the stimuli centred on the training mean.
+  """
+  gram = jnp.asarray(gram)
+  G_tt = gram[train][:, train]  # (n_train, n_train)
+  G_st = gram[test][:, train]  # (n_test, n_train)
+  m = jnp.mean(G_tt, axis=0)  # (n_train,) x_j . mean
+  mu = jnp.mean(m)  # mean . mean
+  K_train = G_tt - m[:, None] - m[None, :] + mu
+  K_test = G_st - jnp.mean(G_st, axis=1, keepdims=True) - m[None, :] + mu
+  return K_train, K_test
+
+
+def _check_gram_inputs(K_train, K_test, Y_train):
+  K_train, K_test, Y_train = map(jnp.asarray, (K_train, K_test, Y_train))
+  n_train = K_train.shape[0]
+  if K_train.shape != (n_train, n_train) or K_test.ndim != 2:
+    raise ValueError(
+      "K_train must be square (n_train, n_train) and K_test 2-D, got "
+      f"{tuple(K_train.shape)} and {tuple(K_test.shape)}."
+    )
+  if K_test.shape[1] != n_train or Y_train.shape[0] != n_train:
+    raise ValueError(
+      f"K_test must have {n_train} columns and Y_train {n_train} rows, one per "
+      f"training stimulus; got {tuple(K_test.shape)} and {tuple(Y_train.shape)}."
+    )
+  dtype = jnp.result_type(K_train, K_test, Y_train)
+  return K_train.astype(dtype), K_test.astype(dtype), Y_train.astype(dtype)
+
+
+@jax.jit
+@_highest_precision
+def ridge_fit_predict_gram(K_train, K_test, Y_train, alphas) -> RidgeResult:
+  """``ridge_fit_predict`` from centred kernels (see ``center_gram``).
+
+  Args:
+    K_train: (n_train, n_train) centred training kernel.
+    K_test: (n_test, n_train) centred test-by-training kernel.
+    Y_train: (n_train, n_neuroids) responses to the training stimuli.
+    alphas: (n_alphas,) positive penalties to choose from.
+  """
+  K_train, K_test, Y_train = _check_gram_inputs(K_train, K_test, Y_train)
+  alphas = _check_alphas(alphas, K_train.dtype)
+  y_mean = jnp.mean(Y_train, axis=0)
+  Yc = Y_train - y_mean
+  eb = _kernel_eigenbasis(K_train, K_test, Yc)
+  return _select_and_predict(eb, Yc, y_mean, alphas)
+
+
+@functools.partial(jax.jit, static_argnames=("n_components", "n_features"))
+@_highest_precision
+def pls_fit_predict_gram(K_train, K_test, Y_train, *, n_components, n_features):
+  """``pls_fit_predict`` from centred kernels (see ``center_gram``).
+
+  Args:
+    K_train: (n_train, n_train) centred training kernel.
+    K_test: (n_test, n_train) centred test-by-training kernel.
+    Y_train: (n_train, n_neuroids) responses to the training stimuli.
+    n_components: number of PLS components (static).
+    n_features: width of the layer the kernels came from, for the same
+      component limit as the primal form.
+
+  Returns:
+    (n_test, n_neuroids) predictions, equal to ``pls_fit_predict``'s.
+  """
+  K_train, K_test, Y_train = _check_gram_inputs(K_train, K_test, Y_train)
+  n_train, n_neuroids = Y_train.shape
+  _check_n_components(n_components, n_train, n_features)
+  dtype = K_train.dtype
+  y_mean = jnp.mean(Y_train, axis=0)
+  Y0 = Y_train - y_mean
+  # The primal threshold sqrt(eps) ||X0||_F, with ||X0||_F^2 = trace(K).
+  tolerance = jnp.sqrt(jnp.finfo(dtype).eps * jnp.maximum(jnp.trace(K_train), 0))
+
+  def component(k, state):
+    Yk, A, Ts, inv_tts, Q = state  # (n,T), (n,K), (n,K), (K,), (T,K)
+    KY = K_train @ Yk  # (n_train, T)
+    lam, V = jnp.linalg.eigh(Yk.T @ KY)  # C^T C, (T,), (T, T)
+    top = jnp.maximum(lam[-1], 0)
+    has_signal = top > 0
+    a_w = (
+      Yk
+      @ V[:, -1]
+      * jnp.where(has_signal, jax.lax.rsqrt(jnp.where(has_signal, top, 1)), 0)
+    )  # (n_train,)
+    Ka_w = K_train @ a_w  # (n_train,)
+    a_r = a_w - A @ ((Ts.T @ Ka_w) * inv_tts)  # (n_train,)
+    t = K_train @ a_r  # (n_train,)
+    tt = t @ t
+    r_norm = jnp.sqrt(jnp.maximum(a_r @ t, 0))  # ||r|| = sqrt(a^T K a)
+    found = tt > (tolerance * jnp.maximum(1, r_norm)) ** 2
+    inv_tt = jnp.where(found, 1 / jnp.where(found, tt, 1), 0)
+    q = (Y0.T @ t) * inv_tt  # (T,)
+    t = jnp.where(found, t, 0)
+    return (
+      Yk - jnp.outer(t, q),
+      A.at[:, k].set(jnp.where(found, a_r, 0)),
+      Ts.at[:, k].set(t),
+      inv_tts.at[k].set(inv_tt),
+      Q.at[:, k].set(q),
+    )
+
+  init = (
+    Y0,
+    jnp.zeros((n_train, n_components), dtype),
+    jnp.zeros((n_train, n_components), dtype),
+    jnp.zeros((n_components,), dtype),
+    jnp.zeros((n_neuroids, n_components), dtype),
+  )
+  _, A, _, _, Q = jax.lax.fori_loop(0, n_components, component, init)
+  return (K_test @ A) @ Q.T + y_mean  # (n_test, n_neuroids)
