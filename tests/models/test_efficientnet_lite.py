@@ -252,3 +252,25 @@ def test_forward_compiles_once_per_shape(model):
   for shift in range(3):
     jax.block_until_ready(forward(model.variables, images + shift))
   assert n_traces == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+  "builder, size", [(lite.efficientnet_lite1, 240), (lite.efficientnet_lite2, 260)]
+)
+def test_larger_variants_classify_the_photographs(builder, size):
+  variant = builder()
+  assert variant.image_size == size
+  images = _batch(variant, variant.mean, variant.std)
+  outputs = jax.jit(variant.apply)(variant.variables, images)
+  probs = np.asarray(jax.nn.softmax(outputs["logits"], axis=-1))
+  # The rocket is ambiguous for these two (Lite2 says "drilling platform"):
+  # the other four photos must be right, and confidently so for the cat.
+  for index, (name, (classes, _)) in enumerate(PHOTOS.items()):
+    if name == "rocket":
+      continue
+    top1 = int(np.argmax(probs[index]))
+    assert top1 in classes, f"{variant.name} {name}: top-1 {top1}"
+  assert probs[0, list(PHOTOS["chelsea"][0])].sum() > 0.8
+  for layer in variant.layers:
+    assert np.isfinite(np.asarray(outputs[layer])).all(), layer

@@ -79,7 +79,12 @@ def test_jit_compiles_once_per_shape():
 def test_load_model_builds_from_the_table():
   model = models.load_model("tiny_cnn", key=jax.random.key(0))
   assert model.name == "tiny_cnn"
-  assert set(models.MODELS) == {"efficientnet_lite0", "tiny_cnn"}
+  assert set(models.MODELS) == {
+    "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
+    "tiny_cnn",
+  }
 
 
 def test_load_model_unknown_name_lists_valid_names():
