@@ -220,3 +220,25 @@ def test_stimulus_gram_accumulates_blocks(monkeypatch):
   centred = features - features.mean(0)
   gram = scoring.stimulus_gram(features, dtype="float64")
   np.testing.assert_allclose(gram, centred @ centred.T, rtol=1e-12)
+
+
+@pytest.mark.parametrize("cover", [True, False])
+def test_gcv_ridge_downdated_moments_match_per_split_fits(cover):
+  benchmark, features = _toy_benchmark()
+  regression = scoring.Regression(kind="ridge", selection="gcv")
+  splits = benchmark.splits()
+  if not cover:  # train and test leave stimuli out: no downdating possible
+    splits = kernels.Splits(splits.train[:, :40], splits.test)
+  r, _ = scoring.cross_validated_r(
+    features, benchmark.targets, splits, regression, dtype="float64"
+  )
+  for s in range(len(splits.train)):
+    tr, te = splits.train[s], splits.test[s]
+    fit = kernels.ridge_gcv_fit_predict(
+      features[tr], benchmark.targets[tr], features[te], np.array(regression.alphas)
+    )
+    expected = [
+      scipy.stats.pearsonr(fit.predictions[:, k], benchmark.targets[te, k])[0]
+      for k in range(N_NEUROIDS)
+    ]
+    np.testing.assert_allclose(r[s], expected, atol=1e-8)

@@ -24,6 +24,9 @@ from jaxscore.kernels.regression import (
   pls_fit_predict_gram,
   ridge_fit_predict,
   ridge_fit_predict_gram,
+  ridge_gcv_fit_predict,
+  ridge_gcv_fit_predict_gram,
+  ridge_gcv_from_moments,
   ridge_path_predict,
 )
 from jaxscore.kernels.splits import (
@@ -45,6 +48,9 @@ __all__ = [
   "pls_fit_predict_gram",
   "ridge_fit_predict",
   "ridge_fit_predict_gram",
+  "ridge_gcv_fit_predict",
+  "ridge_gcv_fit_predict_gram",
+  "ridge_gcv_from_moments",
   "ridge_path_predict",
   "shuffle_splits",
   "spearman_brown",

@@ -494,3 +494,116 @@ def pls_fit_predict_gram(K_train, K_test, Y_train, *, n_components, n_features):
   )
   _, A, _, _, Q = jax.lax.fori_loop(0, n_components, component, init)
   return (K_test @ A) @ Q.T + y_mean  # (n_test, n_neuroids)
+
+
+# Ridge with the penalty chosen per neuroid by generalised cross-validation.
+#
+# GCV (Golub, Heath & Wahba 1979) replaces each leave-one-out residual's own
+# leverage by the mean leverage: GCV(alpha) = n RSS(alpha) / (n - dof)^2, with
+# dof = 1 + sum_j lam_j / (lam_j + alpha) (the 1 is the intercept). Both terms
+# are spectral in the eigendecomposition G = V diag(lam) V^T of the centred
+# training Gram Xc^T Xc, with b = V^T Xc^T Yc (p, T):
+#   RSS = ||Yc||^2 - sum_j b_j^2 / lam_j * (1 - (alpha / (lam_j + alpha))^2),
+# so every alpha costs O(p T) and no n x p product is formed after the Gram.
+# The Gram and cross-product can be downdated from whole-data moments (see
+# scoring), which is what makes this path fast. Predictions at the chosen
+# penalties: Xte_c V diag(1 / (lam + alpha)) b.
+
+
+def _gcv_choice(eigvals, keep, energy, rest, n_train, alphas):
+  """Per-neuroid argmin of GCV over alphas (see above).
+
+  RSS(alpha) = rest + sum_j (alpha / (lam_j + alpha))^2 energy_j, where
+  energy (r, T) is the response energy along each kept direction and rest
+  (T,) the energy outside them; written as a sum of positive terms it has no
+  cancellation when the fit nearly interpolates.
+  """
+
+  def criterion(alpha):
+    shrink = jnp.where(keep, alpha / (eigvals + alpha), 0)  # (r,)
+    rss = rest + (shrink * shrink) @ energy  # (T,)
+    dof = 1 + jnp.sum(jnp.where(keep, eigvals / (eigvals + alpha), 0))
+    return rss / (n_train - dof) ** 2  # (T,), the factor n dropped
+
+  gcv = jax.vmap(criterion)(alphas)  # (A, T)
+  gcv = jnp.where(jnp.isnan(gcv), jnp.inf, gcv)
+  return alphas[jnp.argmin(gcv, axis=0)]  # (T,)
+
+
+@jax.jit
+@_highest_precision
+def ridge_gcv_from_moments(
+  gram, cross, sum_squares, n_train, X_test, y_mean, alphas
+) -> RidgeResult:
+  """Ridge with GCV-chosen penalties, from centred training moments.
+
+  Args:
+    gram: (n_features, n_features) ``Xc^T Xc`` of the training stimuli, X
+      centred on its training mean.
+    cross: (n_features, n_neuroids) ``Xc^T Yc``, Y centred likewise.
+    sum_squares: (n_neuroids,) ``sum(Yc^2)`` over the training stimuli.
+    n_train: number of training stimuli.
+    X_test: (n_test, n_features) test features centred on the training mean.
+    y_mean: (n_neuroids,) training mean of the responses.
+    alphas: (n_alphas,) positive penalties to choose from.
+
+  Returns:
+    RidgeResult: predictions (n_test, n_neuroids), chosen alpha (n_neuroids,).
+  """
+  dtype = gram.dtype
+  alphas = _check_alphas(alphas, dtype)
+  eigvals, V = jnp.linalg.eigh(gram)  # (p,), (p, p)
+  eigvals = jnp.maximum(eigvals, 0)
+  keep = eigvals > 10 * jnp.finfo(dtype).eps * eigvals[-1]
+  b = V.T @ cross  # (p, T)
+  energy = jnp.where(keep[:, None], b * b / jnp.where(keep, eigvals, 1)[:, None], 0)
+  rest = jnp.maximum(sum_squares - jnp.sum(energy, axis=0), 0)  # outside span
+  alpha = _gcv_choice(eigvals, keep, energy, rest, n_train, alphas)
+  gain = jnp.where(keep, 1 / (eigvals + alpha[:, None]), 0)  # (T, p)
+  predictions = (X_test @ V) @ (gain.T * b) + y_mean  # (n_test, T)
+  return RidgeResult(predictions=predictions, alpha=alpha)
+
+
+def ridge_gcv_fit_predict(X_train, Y_train, X_test, alphas) -> RidgeResult:
+  """``ridge_gcv_from_moments`` from the training data of one split.
+
+  Args:
+    X_train: (n_train, n_features) features of the training stimuli.
+    Y_train: (n_train, n_neuroids) responses to the training stimuli.
+    X_test: (n_test, n_features) features of the test stimuli.
+    alphas: (n_alphas,) positive penalties to choose from.
+  """
+  X_train, Y_train, X_test = _check_regression_inputs(X_train, Y_train, X_test)
+  Xc, Yc, Xte, y_mean = _centre(X_train, Y_train, X_test)
+  with jax.default_matmul_precision("highest"):
+    gram, cross = Xc.T @ Xc, Xc.T @ Yc
+  return ridge_gcv_from_moments(
+    gram, cross, jnp.sum(Yc * Yc, axis=0), X_train.shape[0], Xte, y_mean, alphas
+  )
+
+
+@jax.jit
+@_highest_precision
+def ridge_gcv_fit_predict_gram(K_train, K_test, Y_train, alphas) -> RidgeResult:
+  """GCV-chosen ridge from centred kernels (see ``center_gram``).
+
+  In the dual the eigenvectors Q of K_train give (U^T Yc)_j = (Q^T Yc)_j, so
+  the explained energy per direction is ``coords**2``.
+
+  Args:
+    K_train: (n_train, n_train) centred training kernel.
+    K_test: (n_test, n_train) centred test-by-training kernel.
+    Y_train: (n_train, n_neuroids) responses to the training stimuli.
+    alphas: (n_alphas,) positive penalties to choose from.
+  """
+  K_train, K_test, Y_train = _check_gram_inputs(K_train, K_test, Y_train)
+  alphas = _check_alphas(alphas, K_train.dtype)
+  y_mean = jnp.mean(Y_train, axis=0)
+  Yc = Y_train - y_mean
+  eb = _kernel_eigenbasis(K_train, K_test, Yc)
+  # Q is complete, so the energy outside the kept directions is a sum too.
+  squares = eb.coords * eb.coords  # (n_train, T)
+  energy = jnp.where(eb.keep[:, None], squares, 0)
+  rest = jnp.sum(jnp.where(eb.keep[:, None], 0, squares), axis=0)
+  alpha = _gcv_choice(eb.eigvals, eb.keep, energy, rest, Y_train.shape[0], alphas)
+  return RidgeResult(predictions=_ridge_predict(eb, alpha) + y_mean, alpha=alpha)
