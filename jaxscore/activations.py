@@ -12,6 +12,7 @@ serves all), and every layer is flattened to ``(n_stimuli, n_features)``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import jax
@@ -155,17 +156,13 @@ def check_finite(features: np.ndarray, what: str) -> None:
     )
 
 
+@functools.lru_cache(maxsize=8)
 def _forward(apply, layers: tuple[str, ...]):
-  """One jitted function per (apply, layers); jax caches by input shape."""
-  key = (apply, layers)
-  if key not in _FORWARD_CACHE:
+  """One jitted function per (apply, layers), so that repeated extractions
+  with one model reuse its compilation; jax caches by input shape within."""
 
-    def run(variables, images):
-      outputs = apply(variables, images)
-      return {name: outputs[name] for name in layers}
+  def run(variables, images):
+    outputs = apply(variables, images)
+    return {name: outputs[name] for name in layers}
 
-    _FORWARD_CACHE[key] = jax.jit(run)
-  return _FORWARD_CACHE[key]
-
-
-_FORWARD_CACHE: dict = {}
+  return jax.jit(run)

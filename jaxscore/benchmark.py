@@ -35,6 +35,7 @@ class LayerScore:
   r: np.ndarray  # (n_splits, n_neuroids)
   ceiled: float | None  # None when the benchmark has no ceiling
   n_components: int  # PLS components used; 0 for ridge
+  alpha: np.ndarray | None = None  # (n_splits, n_neuroids) ridge penalties
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,7 +181,7 @@ class NeuralBenchmark:
     features: Mapping[str, np.ndarray | xr.DataArray] | np.ndarray | xr.DataArray,
     *,
     stimulus_ids: Sequence[str] | None = None,
-    splits: kernels.Splits | None = None,
+    splits: kernels.Splits | Sequence | None = None,
     dtype=jnp.float32,
     on_layer: Callable[[LayerScore], None] | None = None,
   ) -> BenchmarkScore:
@@ -188,12 +189,15 @@ class NeuralBenchmark:
 
     Args:
       features: one array, or ``{layer: array}``. Each array is
-        ``(n_stimuli, ...)`` (flattened per stimulus), or a DataArray whose
-        first dim carries a ``stimulus_id`` coordinate.
-      stimulus_ids: (n_stimuli,) ids of the rows of plain arrays; default the
-        benchmark's own order (``self.stimulus_ids``).
-      splits: train/test indices into ``self.stimulus_ids`` order; default
-        the benchmark's own ``splits()``.
+        ``(n_rows, ...)`` (flattened per row), or a DataArray whose first dim
+        carries a ``stimulus_id`` coordinate.
+      stimulus_ids: (n_rows,) ids of the rows of plain arrays, in any order;
+        extra stimuli are ignored, missing ones are an error. Required for
+        plain arrays: rows are never assumed to be in the benchmark's order
+        (pass ``self.stimulus_ids`` if they are).
+      splits: train/test indices into ``self.stimulus_ids`` order, as
+        ``kernels.Splits`` or as (train, test) pairs (what scikit-learn's
+        ``split()`` yields); default the benchmark's own ``splits()``.
       dtype: compute dtype.
       on_layer: called with each layer's score as soon as it is computed.
     """
@@ -201,10 +205,8 @@ class NeuralBenchmark:
       features = {"features": features}
     if not features:
       raise ValueError("features is empty; pass at least one layer.")
-    if splits is None:
-      splits = self.splits()
-    else:
-      splits = kernels.validate_splits(splits.train, splits.test, self.n_stimuli)
+    splits = self._resolve_splits(splits)
+    dtype = scoring.resolve_dtype(dtype)
     # Every layer is checked before any is scored, so bad input fails fast.
     aligned_layers = {
       layer: self.align(values, stimulus_ids=stimulus_ids, layer=layer)
@@ -213,14 +215,25 @@ class NeuralBenchmark:
     notes = []
     scores = []
     for layer, aligned in aligned_layers.items():
-      r, n_components = scoring.cross_validated_r(
+      _check_representable(aligned, dtype, layer)
+    varies = np.ptp(self.targets[np.asarray(splits.test)], axis=1) > 0
+    for layer, aligned in aligned_layers.items():
+      r, alpha, n_components = scoring.cross_validated_r(
         aligned, self.targets, splits, self.regression, dtype=dtype
       )
+      if np.any(np.isnan(r) & varies):
+        raise ValueError(
+          f"The fit to layer {layer!r} produced non-finite predictions in "
+          f"{dtype.name}; its features span a range this precision cannot "
+          "handle. Rescale them or score with dtype=float64."
+        )
       if 0 < n_components < self.regression.n_components:
         notes.append(
           f"layer {layer!r} has {aligned.shape[1]} features: PLS used "
           f"{n_components} components instead of {self.regression.n_components}."
         )
+      if alpha is not None:
+        notes.extend(_edge_alpha_notes(layer, alpha, self.regression.alphas))
       raw = scoring.Summary.from_values(r)
       scores.append(
         LayerScore(
@@ -230,8 +243,15 @@ class NeuralBenchmark:
           r=r,
           ceiled=self._ceil(raw.center),
           n_components=n_components,
+          alpha=alpha,
         )
       )
+      if scores[-1].ceiled is not None and scores[-1].ceiled > 1:
+        notes.append(
+          f"layer {layer!r} scores above its ceiling (ceiled "
+          f"{scores[-1].ceiled:.3f} > 1): the ceiling underestimates what is "
+          "predictable, or the test sets are too small."
+        )
       if on_layer is not None:
         on_layer(scores[-1])
     if not self.has_ceiling:
@@ -248,6 +268,20 @@ class NeuralBenchmark:
       neuroid_ids=self.neuroid_ids,
       notes=tuple(notes),
     )
+
+  def _resolve_splits(self, splits) -> kernels.Splits:
+    if splits is None:
+      return self.splits()
+    if isinstance(splits, kernels.Splits):
+      return kernels.validate_splits(splits.train, splits.test, self.n_stimuli)
+    try:
+      train, test = zip(*splits, strict=True)
+    except (TypeError, ValueError) as e:
+      raise TypeError(
+        "splits must be a kernels.Splits or a sequence of (train, test) index "
+        f"pairs, got {type(splits).__name__}."
+      ) from e
+    return kernels.validate_splits(train, test, self.n_stimuli)
 
   def _ceil(self, raw: float) -> float | None:
     if self.ceiling is None:
@@ -284,19 +318,23 @@ class NeuralBenchmark:
         f"2 dims, got shape {values.shape}."
       )
     values = values.reshape(len(values), -1)
-    if not np.issubdtype(values.dtype, np.number):
+    if not (
+      np.issubdtype(values.dtype, np.integer)
+      or np.issubdtype(values.dtype, np.floating)
+    ):
       raise ValueError(
-        f"Features of layer {layer!r} must be numeric, got {values.dtype}."
+        f"Features of layer {layer!r} must be real numbers (integer or "
+        f"floating), got {values.dtype}."
       )
+    if values.shape[1] == 0:
+      raise ValueError(f"Layer {layer!r} has no features (shape {values.shape}).")
     activations.check_finite(values, f"layer {layer!r}")
     if stimulus_ids is None:
-      if len(values) != self.n_stimuli:
-        raise ValueError(
-          f"Features of layer {layer!r} have {len(values)} rows but "
-          f"{self.identifier} has {self.n_stimuli} stimuli; pass stimulus_ids "
-          "or a DataArray with a stimulus_id coordinate."
-        )
-      return values
+      raise ValueError(
+        f"Plain-array features of layer {layer!r} need stimulus_ids naming "
+        "their rows (pass benchmark.stimulus_ids if they follow the "
+        "benchmark's order), or a DataArray with a stimulus_id coordinate."
+      )
     return values[self._order(list(stimulus_ids), len(values), layer)]
 
   def _order(self, ids: list[str], n_rows: int, layer: str) -> np.ndarray | slice:
@@ -316,3 +354,29 @@ class NeuralBenchmark:
       )
     order = np.array([position[s] for s in self.stimulus_ids])
     return slice(None) if np.array_equal(order, np.arange(n_rows)) else order
+
+
+def _check_representable(values: np.ndarray, dtype, layer: str) -> None:
+  """Refuses features that overflow the compute dtype (they would become inf)."""
+  largest = float(np.max(np.abs(values))) if values.size else 0.0
+  limit = float(np.finfo(dtype).max) ** 0.25  # room for Gram products
+  if largest > limit:
+    raise ValueError(
+      f"Features of layer {layer!r} reach {largest:.3g}, beyond what "
+      f"{np.dtype(dtype).name} products can hold (about {limit:.3g}); rescale "
+      "them or score with dtype=float64."
+    )
+
+
+def _edge_alpha_notes(layer: str, alpha: np.ndarray, grid) -> list[str]:
+  """Notes when ridge penalties pile up at an end of the grid."""
+  notes = []
+  for end, value in (("smallest", min(grid)), ("largest", max(grid))):
+    share = float(np.mean(alpha == value))
+    if share > 0.25:
+      notes.append(
+        f"layer {layer!r}: {100 * share:.0f}% of the ridge penalties chosen are "
+        f"the {end} of the grid ({value:g}); the best penalty may lie beyond "
+        "it (widen the grid or rescale the features)."
+      )
+  return notes

@@ -3,14 +3,15 @@
 A score of model ``M`` on benchmark ``B`` becomes two files in
 ``<directory>/<B>/``:
 
-- ``<M>.json``: the summary a person reads. Keys: ``model``, ``benchmark``,
-  ``benchmark_version``, ``normalization``, ``metric``, ``ceiling``
-  (``{center, error, per_split}`` or null), ``best_layer``, ``layers`` (a list
-  of ``{layer, n_features, raw, raw_error, ceiled, n_components,
-  per_split}``), ``notes``, and ``run`` (time, wall seconds, jaxscore, jax
-  and backend versions, dtype).
+- ``<M>.json``: the summary a person reads. Keys: ``format_version``,
+  ``model``, ``benchmark``, ``benchmark_version``, ``normalization``,
+  ``ceiling`` (``{center, error, per_split}`` or null), ``best_layer``,
+  ``layers`` (a list of ``{layer, n_features, raw, raw_error, ceiled,
+  n_components, per_split}``), ``notes``, and ``run`` (time, jaxscore, jax
+  and backend versions, plus what the caller adds: wall seconds, dtype).
 - ``<M>.nc``: the per-split, per-neuroid values as NetCDF (h5netcdf):
-  ``r (layer, split, neuroid)`` and, with a ceiling, ``ceiling (split,
+  ``r (layer, split, neuroid)``; with a ceiling, ``ceiling (split,
+  neuroid)``; for ridge, the chosen penalties ``alpha (layer, split,
   neuroid)``.
 
 Each file is written to a temporary name in the same folder and renamed, so a
@@ -20,8 +21,10 @@ crash never leaves a truncated result and a reader never sees a partial one.
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -68,6 +71,7 @@ def to_dict(score: BenchmarkScore, *, model: str, run: dict[str, Any]) -> dict:
     "notes": list(score.notes),
     "run": {
       "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+      "jaxscore": importlib.metadata.version("jaxscore"),
       "jax": jax.__version__,
       "backend": jax.default_backend(),
       **run,
@@ -81,6 +85,11 @@ def to_dataset(score: BenchmarkScore) -> xr.Dataset:
   data = {"r": (("layer", "split", "neuroid"), np.stack([s.r for s in score.layers]))}
   if score.ceiling is not None:
     data["ceiling"] = (("split", "neuroid"), score.ceiling.values)
+  if all(s.alpha is not None for s in score.layers):
+    data["alpha"] = (
+      ("layer", "split", "neuroid"),
+      np.stack([s.alpha for s in score.layers]),
+    )
   return xr.Dataset(
     data,
     coords={"layer": layers, "neuroid_id": ("neuroid", list(score.neuroid_ids))},
@@ -88,10 +97,23 @@ def to_dataset(score: BenchmarkScore) -> xr.Dataset:
   )
 
 
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def check_label(label: str, what: str = "model") -> None:
+  """Refuses names that cannot be one file name (a ``/``, a leading dot)."""
+  if not _LABEL.fullmatch(label):
+    raise ValueError(
+      f"The {what} label {label!r} must be a plain file name: letters, digits, "
+      "'.', '_' and '-', not starting with '.' or '-'."
+    )
+
+
 def write(
   score: BenchmarkScore, *, model: str, directory: Path, run: dict[str, Any]
 ) -> Path:
   """Writes ``<directory>/<benchmark>/<model>.json`` and ``.nc``; returns json."""
+  check_label(model)
   folder = Path(directory) / score.benchmark
   folder.mkdir(parents=True, exist_ok=True)
   summary = json.dumps(to_dict(score, model=model, run=run), indent=2)

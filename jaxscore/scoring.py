@@ -8,9 +8,11 @@ neuroids; the raw score is the mean over splits and its error the standard
 error over splits (ddof 0, as Brain-Score). The ceiling is the split-half
 reliability of the neuroids, Spearman-Brown corrected, aggregated the same way.
 
-All splits of a layer run in one jitted call (``lax.map`` over splits, in
-batches sized to a memory budget), and the kernels are compiled once per
-shape and reused by every layer of that shape.
+All splits of a layer run in one jitted call. Layers narrower than the
+stimulus set map over splits in batches sized to a memory budget; wider ones
+go through one stimulus Gram matrix per layer, after which a split costs the
+same whatever the width. Kernels compile once per shape: narrow layers of one
+width share a compilation, and every wide layer shares one.
 """
 
 from __future__ import annotations
@@ -56,14 +58,17 @@ class Regression:
       raise ValueError(
         f"Unknown regression {self.kind!r}; valid ones are {', '.join(REGRESSIONS)}."
       )
-    if self.n_components < 1:
-      raise ValueError(f"n_components must be >= 1, got {self.n_components}.")
+    if not isinstance(self.n_components, int) or self.n_components < 1:
+      raise ValueError(
+        f"n_components must be a positive integer, got {self.n_components!r}."
+      )
     if not self.alphas or min(self.alphas) <= 0:
       raise ValueError(f"alphas must be positive, got {self.alphas}.")
     if self.selection not in ("loo", "gcv"):
       raise ValueError(f"selection must be 'loo' or 'gcv', got {self.selection!r}.")
 
   def components_for(self, n_features: int, n_train: int) -> int:
+    """PLS components a layer of this width can have (see ``n_components``)."""
     return min(self.n_components, n_features, n_train - 1)
 
 
@@ -91,7 +96,10 @@ class Summary:
 
 def resolve_dtype(dtype) -> jnp.dtype:
   """The compute dtype; float64 needs ``jax_enable_x64``."""
-  dtype = jnp.dtype(dtype)
+  try:
+    dtype = jnp.dtype(dtype)
+  except TypeError as e:
+    raise ValueError(f"dtype must be float32 or float64, got {dtype!r}.") from e
   if dtype not in (jnp.float32, jnp.float64):
     raise ValueError(f"dtype must be float32 or float64, got {dtype}.")
   if dtype == jnp.float64 and not jax.config.jax_enable_x64:
@@ -109,7 +117,7 @@ def cross_validated_r(
   regression: Regression,
   *,
   dtype=jnp.float32,
-) -> tuple[np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray | None, int]:
   """Pearson r of held-out predictions, per split and neuroid.
 
   Args:
@@ -122,8 +130,10 @@ def cross_validated_r(
 
   Returns:
     r: (n_splits, n_neuroids). NaN where a neuroid is constant over a test
-      set (it has no correlation); a prediction constant over a test set
-      (no information) scores 0.
+      set (it has no correlation) or where a prediction is not finite; a
+      finite prediction constant over a test set (no information) scores 0.
+    alpha: (n_splits, n_neuroids) ridge penalty chosen per split and neuroid;
+      None for PLS.
     n_components: PLS components used (0 for ridge).
   """
   dtype = resolve_dtype(dtype)
@@ -145,9 +155,7 @@ def cross_validated_r(
     # Wider than the stimulus set: every split needs only inner products of
     # stimuli, so one Gram matrix serves all splits (see kernels.center_gram).
     gram = stimulus_gram(features, dtype=dtype)
-    r = _gram_split_correlations(
-      gram, Y, train, test, alphas, n_features=n_features, **static
-    )
+    r = _gram_split_correlations(gram, Y, train, test, alphas, **static)
   else:
     per_split = (n_train + splits.test.shape[1]) * n_features * dtype.itemsize * 3
     batch_size = int(max(1, min(n_splits, MEMORY_BUDGET // max(per_split, 1))))
@@ -160,7 +168,9 @@ def cross_validated_r(
       batch_size=batch_size,
       **static,
     )
-  return np.asarray(r, np.float64), n_components
+  r, alpha = r
+  alpha = None if regression.kind == "pls" else np.asarray(alpha, np.float64)
+  return np.asarray(r, np.float64), alpha, n_components
 
 
 GRAM_BLOCK = 8192  # feature columns per Gram update
@@ -197,10 +207,13 @@ def _add_gram(gram, block):
 
 
 def _correlate(pred, y_test):
-  """Pearson r per neuroid; a constant prediction of a varying neuroid is 0."""
+  """Pearson r per neuroid; a finite, constant prediction of a varying neuroid
+  is 0, a non-finite prediction NaN (the caller turns that into an error)."""
   r = kernels.pearson_r(pred, y_test)
   target_varies = jnp.ptp(y_test, axis=0) > 0
-  return jnp.where(jnp.isnan(r) & target_varies, 0.0, r)
+  finite = jnp.all(jnp.isfinite(pred), axis=0)
+  constant = finite & (jnp.ptp(jnp.where(finite, pred, 0), axis=0) == 0)
+  return jnp.where(constant & target_varies, 0.0, jnp.where(finite, r, jnp.nan))
 
 
 @functools.partial(jax.jit, static_argnames=("kind", "n_components", "batch_size"))
@@ -209,30 +222,29 @@ def _split_correlations(X, Y, train, test, alphas, *, kind, n_components, batch_
     tr, te = indices
     if kind == "pls":
       pred = kernels.pls_fit_predict(X[tr], Y[tr], X[te], n_components=n_components)
+      alpha = jnp.zeros(Y.shape[1], Y.dtype)
     else:
-      pred = kernels.ridge_fit_predict(X[tr], Y[tr], X[te], alphas).predictions
-    return _correlate(pred, Y[te])
+      pred, alpha = kernels.ridge_fit_predict(X[tr], Y[tr], X[te], alphas)
+    return _correlate(pred, Y[te]), alpha
 
   return jax.lax.map(one_split, (train, test), batch_size=batch_size)
 
 
-@functools.partial(jax.jit, static_argnames=("kind", "n_components", "n_features"))
-def _gram_split_correlations(
-  gram, Y, train, test, alphas, *, kind, n_components, n_features
-):
+@functools.partial(jax.jit, static_argnames=("kind", "n_components"))
+def _gram_split_correlations(gram, Y, train, test, alphas, *, kind, n_components):
   def one_split(tr, te):
     K_train, K_test = kernels.center_gram(gram, tr, te)
     if kind == "pls":
+      # n_components was already limited by the layer's width (components_for)
       pred = kernels.pls_fit_predict_gram(
-        K_train, K_test, Y[tr], n_components=n_components, n_features=n_features
+        K_train, K_test, Y[tr], n_components=n_components
       )
+      alpha = jnp.zeros(Y.shape[1], Y.dtype)
     elif kind == "ridge_gcv":
-      pred = kernels.ridge_gcv_fit_predict_gram(
-        K_train, K_test, Y[tr], alphas
-      ).predictions
+      pred, alpha = kernels.ridge_gcv_fit_predict_gram(K_train, K_test, Y[tr], alphas)
     else:
-      pred = kernels.ridge_fit_predict_gram(K_train, K_test, Y[tr], alphas).predictions
-    return _correlate(pred, Y[te])
+      pred, alpha = kernels.ridge_fit_predict_gram(K_train, K_test, Y[tr], alphas)
+    return _correlate(pred, Y[te]), alpha
 
   return jax.vmap(one_split)(train, test)
 
@@ -275,7 +287,7 @@ def _moment_split_correlations(X, Y, train, test, alphas):
     result = kernels.ridge_gcv_from_moments(
       gram, cross, squares, n_train, Xte - m, y_all + my, alphas
     )
-    return _correlate(result.predictions, Y[te])
+    return _correlate(result.predictions, Y[te]), result.alpha
 
   return jax.lax.map(one_split, (train, test))
 

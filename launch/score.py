@@ -8,8 +8,8 @@ splits, the ceiling, the ceiled score, marks the best layer, and writes
 ``jaxscore.results``).
 
 With ``--features=FILE.npz`` the model is not run: the file holds one array
-per layer, ``(n_stimuli, ...)``, plus a ``stimulus_id`` array naming the rows,
-and ``--model`` only labels the result.
+per layer, ``(n_stimuli, ...)``, plus a ``stimulus_id`` array of strings
+naming the rows, and ``--model`` only labels the result.
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ from absl import app, flags, logging
 
 import benchmarks
 import models
-from jaxscore import results
+from jaxscore import results, scoring
 from jaxscore.benchmark import BenchmarkScore, LayerScore
 
-_MODEL = flags.DEFINE_string("model", None, "Model name (see models.MODELS).")
+_MODEL = flags.DEFINE_string(
+  "model", None, "Model name (see models.MODELS), or a label with --features."
+)
 _BENCHMARK = flags.DEFINE_string(
   "benchmark", None, "Benchmark name (see benchmarks.BENCHMARKS)."
 )
@@ -44,31 +46,44 @@ flags.mark_flags_as_required(["model", "benchmark"])
 def main(argv):
   del argv
   start = time.perf_counter()
-  benchmark = benchmarks.load_benchmark(_BENCHMARK.value)
+  # Everything that can be refused is refused before any work is done.
+  try:
+    scoring.resolve_dtype(_DTYPE.value)
+    results.check_label(_MODEL.value)
+    if not _FEATURES.value and _MODEL.value not in models.MODELS:
+      models.load_model(_MODEL.value)  # raises, listing the valid names
+    benchmark = benchmarks.load_benchmark(_BENCHMARK.value)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
   logging.info("Loaded %s: %d stimuli.", benchmark.identifier, benchmark.n_stimuli)
   if _FEATURES.value:
-    with np.load(_FEATURES.value) as data:
-      if "stimulus_id" not in data:
-        raise app.UsageError(f"{_FEATURES.value} has no 'stimulus_id' array.")
-      ids = data["stimulus_id"].astype(str).tolist()
-      features = {k: data[k] for k in data.files if k != "stimulus_id"}
-    features = {
-      k: v for k, v in features.items() if not _LAYERS.value or k in _LAYERS.value
-    }
+    ids, features = read_features(_FEATURES.value, _LAYERS.value)
     score = benchmark.score_features(
       features, stimulus_ids=ids, dtype=_DTYPE.value, on_layer=_log_layer
     )
   else:
     model = models.load_model(_MODEL.value, key=jax.random.key(_SEED.value))
-    with tqdm.tqdm(total=benchmark.n_stimuli, desc="activations", unit="img") as bar:
-      score = benchmark.score_model(
-        model,
-        layers=_LAYERS.value,
-        batch_size=_BATCH_SIZE.value,
-        dtype=_DTYPE.value,
-        progress=lambda done: bar.update(done - bar.n),
-        on_layer=_log_layer,
+    unknown = sorted(set(_LAYERS.value or ()) - set(model.layers))
+    if unknown:
+      raise app.UsageError(
+        f"--layers names {unknown}, which {model.name} does not have; its "
+        f"layers are {', '.join(model.layers)}."
       )
+    bar = tqdm.tqdm(total=benchmark.n_stimuli, desc="activations", unit="img")
+
+    def progress(done):
+      bar.update(done - bar.n)
+      if done == benchmark.n_stimuli:
+        bar.close()
+
+    score = benchmark.score_model(
+      model,
+      layers=_LAYERS.value,
+      batch_size=_BATCH_SIZE.value,
+      dtype=_DTYPE.value,
+      progress=progress,
+      on_layer=_log_layer,
+    )
   wall = time.perf_counter() - start
   path = results.write(
     score,
@@ -78,6 +93,35 @@ def main(argv):
   )
   print(format_table(score, model=_MODEL.value))
   print(f"wall time {wall:.1f} s; results in {path}")
+
+
+def read_features(path: str, layers: list[str] | None):
+  """(stimulus ids, {layer: array}) from an .npz; clear errors otherwise."""
+  try:
+    data = np.load(path)
+  except (OSError, ValueError) as e:
+    raise app.UsageError(f"Cannot read --features={path}: {e}") from e
+  with data:
+    if "stimulus_id" not in data.files:
+      raise app.UsageError(
+        f"{path} has no 'stimulus_id' array naming its rows; it has "
+        f"{', '.join(data.files)}."
+      )
+    try:
+      ids = data["stimulus_id"].astype(str).tolist()
+    except ValueError as e:
+      raise app.UsageError(
+        f"The 'stimulus_id' array of {path} could not be read ({e}); save the "
+        "ids as strings, e.g. np.array(ids, dtype=str)."
+      ) from e
+    names = [k for k in data.files if k != "stimulus_id"]
+    unknown = sorted(set(layers or ()) - set(names))
+    if unknown:
+      raise app.UsageError(
+        f"--layers names {unknown}, which {path} does not hold; it has "
+        f"{', '.join(names)}."
+      )
+    return ids, {k: data[k] for k in names if not layers or k in layers}
 
 
 def _log_layer(layer: LayerScore) -> None:

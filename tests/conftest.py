@@ -1,6 +1,8 @@
 """Test-wide settings: 64-bit JAX so that float64 references are exact."""
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import jax
@@ -15,8 +17,13 @@ if _SHARED_DATA.is_dir():
 
 
 def pytest_configure(config):
-  # One cache per test session unless the caller chose one.
+  # One cache per test session unless the caller chose one; removed at the end.
   if "JAXSCORE_CACHE" not in os.environ:
-    import tempfile
+    config._jaxscore_cache = tempfile.mkdtemp(prefix="jaxscore-test-cache-")
+    os.environ["JAXSCORE_CACHE"] = config._jaxscore_cache
 
-    os.environ["JAXSCORE_CACHE"] = tempfile.mkdtemp(prefix="jaxscore-test-cache-")
+
+def pytest_unconfigure(config):
+  cache = getattr(config, "_jaxscore_cache", None)
+  if cache is not None:
+    shutil.rmtree(cache, ignore_errors=True)

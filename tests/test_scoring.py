@@ -72,7 +72,7 @@ def _reference_r(features, targets, splits, n_components):
 def test_cross_validated_r_matches_sklearn_and_scipy(dtype, tol):
   benchmark, features = _toy_benchmark()
   splits = benchmark.splits()
-  r, n_components = scoring.cross_validated_r(
+  r, _, n_components = scoring.cross_validated_r(
     features, benchmark.targets, splits, benchmark.regression, dtype=dtype
   )
   assert n_components == 5
@@ -111,19 +111,21 @@ def test_ceiling_matches_numpy_split_halves():
 
 def test_score_has_ceiled_value_r2_over_c_and_legacy_squared_ratio():
   benchmark, features = _toy_benchmark()
-  layer = benchmark.score_features({"f": features}).layers[0]
+  ids = benchmark.stimulus_ids
+  layer = benchmark.score_features({"f": features}, stimulus_ids=ids).layers[0]
   c = benchmark.ceiling.summary.center
   assert layer.ceiled == pytest.approx(layer.raw.center**2 / c)
   legacy, _ = _toy_benchmark(normalization="squared_ratio")
-  old = legacy.score_features({"f": features}).layers[0]
+  old = legacy.score_features({"f": features}, stimulus_ids=ids).layers[0]
   assert old.ceiled == pytest.approx((old.raw.center / c) ** 2)
 
 
 def test_shuffled_rows_with_ids_and_dataarrays_give_the_same_score():
   benchmark, features = _toy_benchmark()
-  base = benchmark.score_features(features).layers[0].raw.center
+  ids = benchmark.stimulus_ids
+  base = benchmark.score_features(features, stimulus_ids=ids).layers[0].raw.center
   order = np.random.default_rng(2).permutation(len(features))
-  ids = np.array(benchmark.stimulus_ids)[order]
+  ids = np.array(ids)[order]
   shuffled = benchmark.score_features(features[order], stimulus_ids=ids)
   assert shuffled.layers[0].raw.center == pytest.approx(base, abs=1e-6)
   extra = np.concatenate([features[order], features[:3]])
@@ -142,20 +144,25 @@ def test_missing_stimuli_are_named():
   ids[4] = "stranger"
   with pytest.raises(ValueError, match=r"1 of its 60 stimuli are missing.*s004"):
     benchmark.score_features(features, stimulus_ids=ids)
-  with pytest.raises(ValueError, match="59 rows"):
-    benchmark.score_features(features[:59])
+  with pytest.raises(ValueError, match="need stimulus_ids naming"):
+    benchmark.score_features(features)
 
 
 def test_nan_features_name_the_layer():
   benchmark, features = _toy_benchmark()
   features[7, 3] = np.inf
   with pytest.raises(ValueError, match="layer 'conv2'"):
-    benchmark.score_features({"conv1": np.ones_like(features), "conv2": features})
+    benchmark.score_features(
+      {"conv1": np.ones_like(features), "conv2": features},
+      stimulus_ids=benchmark.stimulus_ids,
+    )
 
 
 def test_narrow_layer_uses_fewer_components_and_says_so():
   benchmark, features = _toy_benchmark()
-  score = benchmark.score_features({"narrow": features[:, :3]})
+  score = benchmark.score_features(
+    {"narrow": features[:, :3]}, stimulus_ids=benchmark.stimulus_ids
+  )
   layer = score.layers[0]
   assert layer.n_components == 3
   assert any("3 components instead of 5" in note for note in score.notes)
@@ -166,8 +173,9 @@ def test_narrow_layer_uses_fewer_components_and_says_so():
 def test_dead_units_do_not_change_the_score():
   benchmark, features = _toy_benchmark()
   dead = np.concatenate([features, np.zeros((60, 5)), np.full((60, 2), 3.0)], axis=1)
-  with_dead = benchmark.score_features(dead).layers[0].r
-  without = benchmark.score_features(features).layers[0].r
+  ids = benchmark.stimulus_ids
+  with_dead = benchmark.score_features(dead, stimulus_ids=ids).layers[0].r
+  without = benchmark.score_features(features, stimulus_ids=ids).layers[0].r
   assert np.isfinite(with_dead).all()
   np.testing.assert_allclose(with_dead, without, atol=1e-6)
 
@@ -185,18 +193,28 @@ def test_splits_can_come_from_sklearn():
   splitter = StratifiedShuffleSplit(n_splits=5, train_size=0.9, random_state=1)
   train, test = zip(*splitter.split(features, benchmark.labels), strict=True)
   splits = kernels.Splits(np.array(train), np.array(test))
-  score = benchmark.score_features(features, splits=splits)
+  ids = benchmark.stimulus_ids
+  score = benchmark.score_features(features, stimulus_ids=ids, splits=splits)
   expected = _reference_r(features, benchmark.targets, splits, 5)
   np.testing.assert_allclose(score.layers[0].r, expected, atol=1e-6)
+  pairs = list(zip(train, test, strict=True))  # as sklearn's split() yields
+  from_pairs = benchmark.score_features(features, stimulus_ids=ids, splits=pairs)
+  np.testing.assert_array_equal(from_pairs.layers[0].r, score.layers[0].r)
   bad = kernels.Splits(np.array(train), np.array(train)[:, :6])
-  with pytest.raises(ValueError):
-    benchmark.score_features(features, splits=bad)
+  with pytest.raises(ValueError, match="in both its train and test"):
+    benchmark.score_features(features, stimulus_ids=ids, splits=bad)
+  with pytest.raises(TypeError, match="splits must be"):
+    benchmark.score_features(features, stimulus_ids=ids, splits=5)
 
 
 def test_ridge_benchmark_scores_finite_values():
   benchmark, features = _toy_benchmark(regression="ridge")
-  score = benchmark.score_features(features)
+  score = benchmark.score_features(features, stimulus_ids=benchmark.stimulus_ids)
   assert score.layers[0].n_components == 0
+  assert score.layers[0].alpha.shape == (10, N_NEUROIDS)
+  grid = np.array(benchmark.regression.alphas)
+  distance = np.abs(score.layers[0].alpha[..., None] / grid - 1).min(-1)
+  assert distance.max() < 1e-6  # every chosen penalty is on the grid
   assert 0.3 < score.layers[0].raw.center < 1.0
 
 
@@ -207,7 +225,7 @@ def test_wide_layer_scores_through_the_stimulus_gram(dtype, tol):
   # 300 features for 60 stimuli, with a large offset like ReLU activations
   wide = features @ rng.standard_normal((20, 300)) + 100.0
   splits = benchmark.splits()
-  r, _ = scoring.cross_validated_r(
+  r, _, _ = scoring.cross_validated_r(
     wide, benchmark.targets, splits, benchmark.regression, dtype=dtype
   )
   expected = _reference_r(wide, benchmark.targets, splits, 5)
@@ -229,7 +247,7 @@ def test_gcv_ridge_downdated_moments_match_per_split_fits(cover):
   splits = benchmark.splits()
   if not cover:  # train and test leave stimuli out: no downdating possible
     splits = kernels.Splits(splits.train[:, :40], splits.test)
-  r, _ = scoring.cross_validated_r(
+  r, _, _ = scoring.cross_validated_r(
     features, benchmark.targets, splits, regression, dtype="float64"
   )
   for s in range(len(splits.train)):
@@ -242,3 +260,33 @@ def test_gcv_ridge_downdated_moments_match_per_split_fits(cover):
       for k in range(N_NEUROIDS)
     ]
     np.testing.assert_allclose(r[s], expected, atol=1e-8)
+
+
+def test_bad_feature_values_are_refused_with_the_layer_named():
+  benchmark, features = _toy_benchmark()
+  ids = benchmark.stimulus_ids
+  with pytest.raises(ValueError, match="real numbers"):
+    benchmark.score_features({"c": features.astype(complex)}, stimulus_ids=ids)
+  with pytest.raises(ValueError, match="has no features"):
+    benchmark.score_features({"empty": features[:, :0]}, stimulus_ids=ids)
+  with pytest.raises(ValueError, match=r"layer 'huge'.*dtype=float64"):
+    benchmark.score_features({"huge": features * 1e200}, stimulus_ids=ids)
+  with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+    benchmark.score_features(features, stimulus_ids=ids, dtype="floaty")
+
+
+def test_ridge_penalties_at_the_end_of_the_grid_are_noted():
+  benchmark, features = _toy_benchmark(regression="ridge")
+  benchmark.regression = scoring.Regression(kind="ridge", alphas=(1e3, 1e4, 1e5))
+  score = benchmark.score_features(features, stimulus_ids=benchmark.stimulus_ids)
+  assert any("smallest of the grid" in note for note in score.notes)
+
+
+def test_constant_prediction_scores_zero_not_nan():
+  pred = np.array([[1.0, 2.0], [1.0, 3.0], [1.0, 5.0]])
+  target = np.array([[0.0, 1.0], [2.0, 2.0], [1.0, 4.0]])
+  r = np.asarray(scoring._correlate(pred, target))
+  assert r[0] == 0.0 and np.isfinite(r[1])
+  bad = pred.copy()
+  bad[1, 1] = np.inf
+  assert np.isnan(np.asarray(scoring._correlate(bad, target))[1])

@@ -79,29 +79,39 @@ def validate_assembly(assembly: xr.DataArray, name: str = "assembly") -> None:
 
 def stimulus_order(assembly: xr.DataArray) -> np.ndarray:
   """Unique stimulus ids in order of first presentation."""
+  return _first_presentations(assembly)[0]
+
+
+def _first_presentations(assembly: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
+  """(unique ids in order of first showing, row of each first showing)."""
   ids = assembly["stimulus_id"].values
   _, first = np.unique(ids, return_index=True)
-  return ids[np.sort(first)]
+  first = np.sort(first)
+  return ids[first], first
 
 
 def average_repetitions(assembly: xr.DataArray) -> xr.DataArray:
   """Mean over the repetitions of each stimulus, in order of first showing.
 
-  Presentation coords other than ``repetition`` are kept (they must be
-  constant per stimulus, as labels are).
+  Presentation coords other than ``repetition`` are kept; they must be
+  constant per stimulus, as labels are, or a ValueError names the coord.
   """
-  order = stimulus_order(assembly)
+  order, first = _first_presentations(assembly)
   codes = _codes(assembly, order)
   counts = np.bincount(codes, minlength=len(order)).astype(np.float64)
   sums = np.zeros((len(order), assembly.sizes["neuroid"]))
   np.add.at(sums, codes, assembly.values)
-  first = np.zeros(len(order), dtype=int)
-  first[codes[::-1]] = np.arange(len(codes))[::-1]
-  coords = {
-    name: ("presentation", coord.values[first])
-    for name, coord in assembly.coords.items()
-    if coord.dims == ("presentation",) and name != "repetition"
-  }
+  coords = {}
+  for name, coord in assembly.coords.items():
+    if coord.dims != ("presentation",) or name == "repetition":
+      continue
+    values = coord.values[first]
+    if not np.array_equal(coord.values, values[codes]):
+      raise ValueError(
+        f"Presentation coord {name!r} differs between repetitions of one "
+        "stimulus; only per-stimulus labels survive averaging."
+      )
+    coords[name] = ("presentation", values)
   coords |= {
     name: coord for name, coord in assembly.coords.items() if coord.dims == ("neuroid",)
   }

@@ -179,6 +179,13 @@ def fetch(key: str) -> Path:
   """
   entry = _get(key)
   target = cache_dir() / entry.dataset / entry.filename
+  try:
+    target.parent.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise OSError(
+      f"Cannot create the cache folder {target.parent}; set ${CACHE_ENV} to a "
+      f"writable folder ({e})."
+    ) from e
   if target.is_file():
     found = sha256_of(target)
     if found == entry.sha256:
@@ -188,6 +195,11 @@ def fetch(key: str) -> Path:
     target.unlink()
 
   mirror = mirror_dir()
+  if mirror is not None and not mirror.is_dir():
+    raise FileNotFoundError(
+      f"${MIRROR_ENV} is {str(mirror)!r}, which is not a folder; point it at a "
+      "folder holding <dataset>/<file> copies, or unset it to download."
+    )
   if mirror is not None and (mirror / entry.dataset / entry.filename).is_file():
     source = mirror / entry.dataset / entry.filename
 
@@ -195,7 +207,7 @@ def fetch(key: str) -> Path:
       with open(source, "rb") as f:
         shutil.copyfileobj(f, out)
 
-    _install(target, entry, copy)
+    _install(target, entry, copy, origin=str(source))
     return target
 
   def download(out):
@@ -203,7 +215,9 @@ def fetch(key: str) -> Path:
       shutil.copyfileobj(response, out)
 
   try:
-    _install(target, entry, download)
+    _install(target, entry, download, origin=entry.url)
+  except ChecksumError:
+    raise
   except OSError as e:
     where = f"the mirror {mirror} nor " if mirror is not None else ""
     raise FileNotFoundError(
@@ -214,7 +228,7 @@ def fetch(key: str) -> Path:
   return target
 
 
-def _install(target: Path, entry: DataFile, write) -> None:
+def _install(target: Path, entry: DataFile, write, *, origin: str) -> None:
   """Writes via ``write(fileobj)`` to a temporary file, verifies, renames."""
   target.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{entry.filename}.")
@@ -224,7 +238,7 @@ def _install(target: Path, entry: DataFile, write) -> None:
     found = sha256_of(Path(tmp))
     if found != entry.sha256:
       raise ChecksumError(
-        f"Data file {entry.key!r} has sha256 {found}, expected "
+        f"Data file {entry.key!r} from {origin} has sha256 {found}, expected "
         f"{entry.sha256}; the copy is corrupt or not the pinned version and "
         "was not cached."
       )

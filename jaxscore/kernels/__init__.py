@@ -61,3 +61,27 @@ __all__ = [
   "stratified_shuffle_splits",
   "validate_splits",
 ]
+
+# Representational similarity (issue 5), appended while the block above is
+# edited elsewhere; fold into the sorted imports and __all__ when convenient.
+# The function rsa is not exported here: it would hide the module
+# jaxscore.kernels.rsa; call it as kernels.rsa.rsa.
+from jaxscore.kernels.rsa import (
+  gram_cka,
+  gram_from_rdm,
+  kendall_tau_a,
+  linear_cka,
+  rdm,
+  spearman_r,
+  upper_triangle,
+)
+
+__all__ += [
+  "gram_cka",
+  "gram_from_rdm",
+  "kendall_tau_a",
+  "linear_cka",
+  "rdm",
+  "spearman_r",
+  "upper_triangle",
+]

@@ -434,7 +434,9 @@ def ridge_fit_predict_gram(K_train, K_test, Y_train, alphas) -> RidgeResult:
 
 @functools.partial(jax.jit, static_argnames=("n_components", "n_features"))
 @_highest_precision
-def pls_fit_predict_gram(K_train, K_test, Y_train, *, n_components, n_features):
+def pls_fit_predict_gram(
+  K_train, K_test, Y_train, *, n_components, n_features: int | None = None
+):
   """``pls_fit_predict`` from centred kernels (see ``center_gram``).
 
   Args:
@@ -443,14 +445,15 @@ def pls_fit_predict_gram(K_train, K_test, Y_train, *, n_components, n_features):
     Y_train: (n_train, n_neuroids) responses to the training stimuli.
     n_components: number of PLS components (static).
     n_features: width of the layer the kernels came from, for the same
-      component limit as the primal form.
+      component limit as the primal form; None when the caller has already
+      checked it (so that layers of any width share one compilation).
 
   Returns:
     (n_test, n_neuroids) predictions, equal to ``pls_fit_predict``'s.
   """
   K_train, K_test, Y_train = _check_gram_inputs(K_train, K_test, Y_train)
   n_train, n_neuroids = Y_train.shape
-  _check_n_components(n_components, n_train, n_features)
+  _check_n_components(n_components, n_train, n_features or n_components)
   dtype = K_train.dtype
   y_mean = jnp.mean(Y_train, axis=0)
   Y0 = Y_train - y_mean

@@ -27,16 +27,21 @@ class Splits(NamedTuple):
   test: jax.Array
 
 
+# A correlation over 2 test stimuli is always +-1; 3 is the least that can
+# carry information (and far fewer than any real benchmark uses).
+MIN_SET_SIZE = 3
+
+
 def _split_sizes(n_stimuli: int, train_size: float) -> tuple[int, int]:
   """sklearn ShuffleSplit sizes: floor(train_size * n) train, the rest test."""
   if not 0 < train_size < 1:
     raise ValueError(f"train_size must be in the open range (0, 1), got {train_size}.")
   n_train = math.floor(train_size * n_stimuli)
   n_test = n_stimuli - n_train
-  if n_train < 2 or n_test < 2:
+  if n_train < MIN_SET_SIZE or n_test < MIN_SET_SIZE:
     raise ValueError(
       f"train_size={train_size} of n_stimuli={n_stimuli} gives {n_train} train "
-      f"and {n_test} test stimuli; both need at least 2."
+      f"and {n_test} test stimuli; both need at least {MIN_SET_SIZE}."
     )
   return n_train, n_test
 
@@ -195,7 +200,7 @@ def validate_splits(train, test, n_stimuli: int) -> Splits:
   Raises:
     ValueError: naming the split and the problem: unequal numbers of train and
       test sets, non-integer or out-of-range indices, duplicates within a set,
-      stimuli in both sets of a split, sets smaller than 2, or set sizes that
+      stimuli in both sets of a split, sets smaller than 3, or set sizes that
       differ between splits.
   """
   train_rows = _as_index_rows("train", train)
@@ -215,9 +220,10 @@ def validate_splits(train, test, n_stimuli: int) -> Splits:
           f"all {name} sets must have the same size to stack; split 0 has {size} "
           f"{name} stimuli and split {i} has {len(row)}."
         )
-      if len(row) < 2:
+      if len(row) < MIN_SET_SIZE:
         raise ValueError(
-          f"split {i} has {len(row)} {name} stimuli; at least 2 are needed."
+          f"split {i} has {len(row)} {name} stimuli; at least {MIN_SET_SIZE} "
+          "are needed (a correlation over 2 stimuli is always +-1)."
         )
       bad = row[(row < 0) | (row >= n_stimuli)]
       if bad.size:

@@ -30,6 +30,12 @@ def test_average_repetitions_matches_groupby_mean():
   assert "repetition" not in avg.coords
 
 
+def test_labels_that_vary_within_a_stimulus_are_refused():
+  a = _toy().assign_coords(object_name=("presentation", list("xyqzyx")))
+  with pytest.raises(ValueError, match="'object_name' differs"):
+    assembly.average_repetitions(a)
+
+
 def test_repetition_array_pads_missing_trials_with_nan():
   dense = assembly.repetition_array(_toy())
   assert dense.shape == (3, 3, 2)

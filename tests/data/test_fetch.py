@@ -52,6 +52,7 @@ def test_corrupt_mirror_file_is_rejected_and_not_cached(cache, tmp_path, monkeyp
     fetch.fetch(entry.key)
   message = str(info.value)
   assert "toyset/toy.bin" in message
+  assert str(mirror / "toyset" / "toy.bin") in message  # where it came from
   assert entry.sha256 in message
   assert hashlib.sha256(b"tampered").hexdigest() in message
   assert not any((cache / "toyset").iterdir())  # nothing, not even a temp file
@@ -76,3 +77,15 @@ def test_failed_download_names_the_mirror_variable(cache, tmp_path, monkeypatch)
 def test_unknown_file_lists_known_ones(cache):
   with pytest.raises(KeyError, match=r"responses_raw_210325\.npy"):
     fetch.fetch("cowley2023_v4/nope.npy")
+
+
+def test_unusable_cache_and_mirror_folders_are_named(tmp_path, monkeypatch):
+  blocker = tmp_path / "file"
+  blocker.write_text("not a folder")
+  monkeypatch.setenv(fetch.CACHE_ENV, str(blocker / "cache"))
+  with pytest.raises(OSError, match=fetch.CACHE_ENV):
+    fetch.fetch("cowley2023_v4/responses_raw_210325.npy")
+  monkeypatch.setenv(fetch.CACHE_ENV, str(tmp_path / "cache"))
+  monkeypatch.setenv(fetch.MIRROR_ENV, str(tmp_path / "no-such-mirror"))
+  with pytest.raises(FileNotFoundError, match="not a folder"):
+    fetch.fetch("cowley2023_v4/responses_raw_210325.npy")

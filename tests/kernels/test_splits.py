@@ -35,7 +35,7 @@ def _sklearn_test_counts(labels, train_size, n_splits=10):
   )
 
 
-@pytest.mark.parametrize("n_stimuli", [20, 57, 640])
+@pytest.mark.parametrize("n_stimuli", [30, 57, 640])
 def test_shuffle_split_sizes_match_sklearn(n_stimuli):
   splits = shuffle_splits(n_stimuli, n_splits=4, key=jax.random.key(0))
   train, test = next(ShuffleSplit(1, train_size=0.9).split(np.zeros(n_stimuli)))
@@ -55,7 +55,7 @@ def test_shuffle_splits_depend_on_the_key_only():
 
 
 def test_shuffle_splits_reject_tiny_sets():
-  with pytest.raises(ValueError, match="1 test stimuli; both need at least 2"):
+  with pytest.raises(ValueError, match="1 test stimuli; both need at least 3"):
     shuffle_splits(10, key=jax.random.key(0))
   with pytest.raises(ValueError, match="train_size must be in"):
     shuffle_splits(100, train_size=1.2, key=jax.random.key(0))
@@ -147,19 +147,23 @@ def test_validate_accepts_sklearn_output():
 @pytest.mark.parametrize(
   ("train", "test", "message"),
   [
-    ([[0, 1, 2], [0, 1, 3]], [[3, 4], [4, 3]], "split 1 has stimuli in both"),
-    ([[0, 1, 1]], [[3, 4]], r"split 0 repeats train indices \[1\]"),
-    ([[0, 1, 2]], [[3, 9]], r"split 0 has test indices outside \[0, 6\): \[9\]"),
-    ([[0, 1, 2]], [[3, -1]], "outside"),
-    ([[0, 1, 2], [0, 1]], [[3, 4], [3, 4]], "split 0 has 3 train stimuli and split 1"),
-    ([[0, 1, 2]], [[3, 4], [4, 5]], "1 train sets and 2 test sets"),
-    ([[0.0, 1.0]], [[3, 4]], "must hold integer stimulus indices"),
-    ([[0, 1, 2]], [[3]], "split 0 has 1 test stimuli; at least 2"),
+    ([[0, 1, 2], [0, 1, 3]], [[3, 4, 5], [4, 3, 5]], "split 1 has stimuli in both"),
+    ([[0, 1, 1]], [[3, 4, 5]], r"split 0 repeats train indices \[1\]"),
+    ([[0, 1, 2]], [[3, 4, 9]], r"split 0 has test indices outside \[0, 8\): \[9\]"),
+    ([[0, 1, 2]], [[3, 4, -1]], "outside"),
+    (
+      [[0, 1, 2], [0, 1, 5, 6]],
+      [[3, 4, 5], [2, 3, 4]],
+      "split 0 has 3 train stimuli and split 1",
+    ),
+    ([[0, 1, 2]], [[3, 4, 5], [4, 5, 6]], "1 train sets and 2 test sets"),
+    ([[0.0, 1.0, 2.0]], [[3, 4, 5]], "must hold integer stimulus indices"),
+    ([[0, 1, 2]], [[3]], "split 0 has 1 test stimuli; at least 3"),
   ],
 )
 def test_validate_rejects(train, test, message):
   with pytest.raises(ValueError, match=message):
-    validate_splits([np.asarray(t) for t in train], [np.asarray(t) for t in test], 6)
+    validate_splits([np.asarray(t) for t in train], [np.asarray(t) for t in test], 8)
 
 
 def test_splits_do_not_depend_on_64_bit_mode():

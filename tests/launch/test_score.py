@@ -1,12 +1,16 @@
 """The score entry point, end to end on the real V4 benchmark."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 import xarray as xr
-from absl import flags
+from absl import app, flags
 
 import benchmarks
 import models
@@ -30,6 +34,7 @@ def run_main(tmp_path):
   flags.FLAGS.unparse_flags()
 
 
+@pytest.mark.slow
 def test_tiny_model_on_real_v4_writes_a_complete_result(run_main, capsys):
   result, folder = run_main(model="tiny_cnn", benchmark="cowley2023.V4-pls")
   out = capsys.readouterr().out
@@ -53,6 +58,7 @@ def test_tiny_model_on_real_v4_writes_a_complete_result(run_main, capsys):
   assert not list(folder.glob(".*"))  # no temporary files left behind
 
 
+@pytest.mark.slow
 def test_precomputed_features_score_without_a_model(run_main, tmp_path):
   benchmark = benchmarks.load_benchmark("cowley2023.V4-pls")
   images = benchmark.stimuli.subset(benchmark.stimulus_ids).images
@@ -62,10 +68,13 @@ def test_precomputed_features_score_without_a_model(run_main, tmp_path):
   ids = np.array(benchmark.stimulus_ids)[order]
   np.savez(path, stimulus_id=ids, pixels=pixels[order])
   result, _ = run_main(model="pixels", benchmark="cowley2023.V4-pls", features=path)
-  direct = benchmark.score_features({"pixels": pixels})
+  direct = benchmark.score_features(
+    {"pixels": pixels}, stimulus_ids=benchmark.stimulus_ids
+  )
   assert result["layers"][0]["raw"] == pytest.approx(direct.layers[0].raw.center)
 
 
+@pytest.mark.slow
 def test_averaged_session_reports_raw_scores_only(run_main):
   result, _ = run_main(model="tiny_cnn", benchmark="cowley2023.V4.190923-pls")
   assert result["ceiling"] is None
@@ -78,3 +87,54 @@ def test_unknown_names_list_the_valid_ones():
     benchmarks.load_benchmark("majajhong2015.IT-pls")
   with pytest.raises(ValueError, match="efficientnet_lite0"):
     models.load_model("resnet9000")
+
+
+def test_bad_flags_are_refused_before_any_work(run_main):
+  with pytest.raises(app.UsageError, match="plain file name"):
+    run_main(model="../escape", benchmark="cowley2023.V4-pls", features="x.npz")
+  with pytest.raises(app.UsageError, match="valid names are"):
+    run_main(model="resnet9000", benchmark="cowley2023.V4-pls")
+  with pytest.raises(app.UsageError, match="valid benchmarks are"):
+    run_main(model="tiny_cnn", benchmark="nope")
+
+
+def test_features_file_problems_are_named(tmp_path):
+  path = tmp_path / "f.npz"
+  np.savez(path, conv=np.zeros((3, 2)))
+  with pytest.raises(app.UsageError, match="no 'stimulus_id' array"):
+    score.read_features(str(path), None)
+  np.savez(path, conv=np.zeros((3, 2)), stimulus_id=np.array(["a", "b", "c"]))
+  with pytest.raises(app.UsageError, match=r"\['fc'\].*it has conv"):
+    score.read_features(str(path), ["fc"])
+  ids, features = score.read_features(str(path), ["conv"])
+  assert ids == ["a", "b", "c"] and list(features) == ["conv"]
+
+
+@pytest.mark.slow
+def test_command_line_in_default_32_bit_mode(tmp_path):
+  """The real entry point in a fresh process, as a user runs it (no x64)."""
+  env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+  root = Path(__file__).resolve().parents[2]
+  done = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "launch.score",
+      "--model=tiny_cnn",
+      "--benchmark=cowley2023.V4-ridge",
+      "--layers=conv3,pool",
+      f"--results_dir={tmp_path}",
+    ],
+    cwd=root,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "<- best" in done.stdout
+  result = json.loads((tmp_path / "cowley2023.V4-ridge" / "tiny_cnn.json").read_text())
+  assert [s["layer"] for s in result["layers"]] == ["conv3", "pool"]
+  assert result["run"]["dtype"] == "float32"
+  values = xr.open_dataset(tmp_path / "cowley2023.V4-ridge" / "tiny_cnn.nc")
+  assert values["alpha"].shape == (2, 10, 50)
