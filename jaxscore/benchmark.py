@@ -21,6 +21,7 @@ import xarray as xr
 from jaxscore import activations, kernels, scoring
 from jaxscore.data import assembly as assembly_lib
 from jaxscore.data.stimuli import StimulusSet
+from jaxscore.features import align_features
 from jaxscore.kernels import normalize
 from jaxscore.model import VisionModel
 
@@ -297,63 +298,13 @@ class NeuralBenchmark:
     layer: str = "features",
   ) -> np.ndarray:
     """Features as (n_stimuli, n_features) rows in the benchmark's order."""
-    if isinstance(values, xr.DataArray):
-      dim = values.dims[0]
-      if "stimulus_id" not in values.coords or values["stimulus_id"].dims != (dim,):
-        raise ValueError(
-          f"DataArray features of layer {layer!r} need a 'stimulus_id' "
-          f"coordinate along their first dim {dim!r}."
-        )
-      if stimulus_ids is not None:
-        raise ValueError(
-          "Pass stimulus_ids only with plain arrays; DataArray features carry "
-          "their own."
-        )
-      stimulus_ids = values["stimulus_id"].values.tolist()
-      values = values.values
-    values = np.asarray(values)
-    if values.ndim < 2:
-      raise ValueError(
-        f"Features of layer {layer!r} must be (n_stimuli, ...) with at least "
-        f"2 dims, got shape {values.shape}."
-      )
-    values = values.reshape(len(values), -1)
-    if not (
-      np.issubdtype(values.dtype, np.integer)
-      or np.issubdtype(values.dtype, np.floating)
-    ):
-      raise ValueError(
-        f"Features of layer {layer!r} must be real numbers (integer or "
-        f"floating), got {values.dtype}."
-      )
-    if values.shape[1] == 0:
-      raise ValueError(f"Layer {layer!r} has no features (shape {values.shape}).")
-    activations.check_finite(values, f"layer {layer!r}")
-    if stimulus_ids is None:
-      raise ValueError(
-        f"Plain-array features of layer {layer!r} need stimulus_ids naming "
-        "their rows (pass benchmark.stimulus_ids if they follow the "
-        "benchmark's order), or a DataArray with a stimulus_id coordinate."
-      )
-    return values[self._order(list(stimulus_ids), len(values), layer)]
-
-  def _order(self, ids: list[str], n_rows: int, layer: str) -> np.ndarray | slice:
-    if len(ids) != n_rows:
-      raise ValueError(
-        f"stimulus_ids has {len(ids)} entries for {n_rows} rows of layer {layer!r}."
-      )
-    if len(set(ids)) != len(ids):
-      raise ValueError(f"stimulus_ids of layer {layer!r} has duplicates.")
-    position = {s: i for i, s in enumerate(ids)}
-    missing = [s for s in self.stimulus_ids if s not in position]
-    if missing:
-      raise ValueError(
-        f"The stimulus ids of layer {layer!r} do not cover {self.identifier}: "
-        f"{len(missing)} of its {self.n_stimuli} stimuli are missing, e.g. "
-        f"{missing[:3]}. (Extra stimuli are allowed and ignored.)"
-      )
-    order = np.array([position[s] for s in self.stimulus_ids])
-    return slice(None) if np.array_equal(order, np.arange(n_rows)) else order
+    return align_features(
+      values,
+      target_ids=self.stimulus_ids,
+      stimulus_ids=stimulus_ids,
+      layer=layer,
+      identifier=self.identifier,
+    )
 
 
 def _check_representable(values: np.ndarray, dtype, layer: str) -> None:

@@ -34,8 +34,59 @@ import numpy as np
 import xarray as xr
 
 from jaxscore.benchmark import BenchmarkScore
+from jaxscore.rsa_benchmark import RSABenchmarkScore
 
 FORMAT_VERSION = 1
+
+
+def _run_info(run: dict[str, Any]) -> dict:
+  return {
+    "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    "jaxscore": importlib.metadata.version("jaxscore"),
+    "jax": jax.__version__,
+    "backend": jax.default_backend(),
+    **run,
+  }
+
+
+def rsa_to_dict(score: RSABenchmarkScore, *, model: str, run: dict) -> dict:
+  """The JSON summary of an RDM benchmark's score.
+
+  Like ``to_dict``, with ``metric``, ``ceiling`` as ``{lower, upper, bound}``
+  (or null) and per layer ``{layer, n_features, raw, raw_error, ceiled,
+  group, per_subject}``; ``raw_error`` is a jackknife over stimuli.
+  """
+  ceiling = None
+  if score.ceiling is not None:
+    ceiling = {
+      "lower": score.ceiling.lower,
+      "upper": score.ceiling.upper,
+      "bound": score.ceiling.bound,
+    }
+  return {
+    "format_version": FORMAT_VERSION,
+    "model": model,
+    "benchmark": score.benchmark,
+    "benchmark_version": score.version,
+    "metric": score.metric,
+    "ceiling": ceiling,
+    "best_layer": score.best.layer,
+    "layers": [
+      {
+        "layer": s.layer,
+        "n_features": s.n_features,
+        "raw": s.raw,
+        "raw_error": None if np.isnan(s.error) else s.error,
+        "ceiled": s.ceiled,
+        "group": s.group,
+        "per_subject": np.asarray(s.per_subject).tolist(),
+      }
+      for s in score.layers
+    ],
+    "subjects": list(score.subjects),
+    "notes": list(score.notes),
+    "run": _run_info(run),
+  }
 
 
 def to_dict(score: BenchmarkScore, *, model: str, run: dict[str, Any]) -> dict:
@@ -69,19 +120,25 @@ def to_dict(score: BenchmarkScore, *, model: str, run: dict[str, Any]) -> dict:
       for s in score.layers
     ],
     "notes": list(score.notes),
-    "run": {
-      "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-      "jaxscore": importlib.metadata.version("jaxscore"),
-      "jax": jax.__version__,
-      "backend": jax.default_backend(),
-      **run,
-    },
+    "run": _run_info(run),
   }
 
 
-def to_dataset(score: BenchmarkScore) -> xr.Dataset:
-  """Per-split, per-neuroid values of ``score`` as an xarray Dataset."""
+def to_dataset(score: BenchmarkScore | RSABenchmarkScore) -> xr.Dataset:
+  """Per-split, per-neuroid values of ``score`` as an xarray Dataset (for an
+  RDM benchmark: ``similarity (layer, subject)``)."""
   layers = [s.layer for s in score.layers]
+  if isinstance(score, RSABenchmarkScore):
+    return xr.Dataset(
+      {
+        "similarity": (
+          ("layer", "subject"),
+          np.stack([np.asarray(s.per_subject) for s in score.layers]),
+        )
+      },
+      coords={"layer": layers, "subject": list(score.subjects)},
+      attrs={"benchmark": score.benchmark, "metric": score.metric},
+    )
   data = {"r": (("layer", "split", "neuroid"), np.stack([s.r for s in score.layers]))}
   if score.ceiling is not None:
     data["ceiling"] = (("split", "neuroid"), score.ceiling.values)
@@ -110,13 +167,18 @@ def check_label(label: str, what: str = "model") -> None:
 
 
 def write(
-  score: BenchmarkScore, *, model: str, directory: Path, run: dict[str, Any]
+  score: BenchmarkScore | RSABenchmarkScore,
+  *,
+  model: str,
+  directory: Path,
+  run: dict[str, Any],
 ) -> Path:
   """Writes ``<directory>/<benchmark>/<model>.json`` and ``.nc``; returns json."""
   check_label(model)
   folder = Path(directory) / score.benchmark
   folder.mkdir(parents=True, exist_ok=True)
-  summary = json.dumps(to_dict(score, model=model, run=run), indent=2)
+  summarise = rsa_to_dict if isinstance(score, RSABenchmarkScore) else to_dict
+  summary = json.dumps(summarise(score, model=model, run=run), indent=2)
   _atomic(
     folder / f"{model}.nc", lambda p: to_dataset(score).to_netcdf(p, engine="h5netcdf")
   )

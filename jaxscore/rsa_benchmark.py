@@ -61,6 +61,7 @@ import xarray as xr
 
 from jaxscore import activations, kernels, scoring
 from jaxscore.data.stimuli import StimulusSet
+from jaxscore.features import align_features
 from jaxscore.kernels import rsa as rsa_kernels  # the module
 from jaxscore.model import VisionModel
 
@@ -180,81 +181,6 @@ def _leave_one_out(model_rdm, targets, *, batch_size, **config):
     return jnp.mean(_per_target(model, kept, **config))
 
   return jax.lax.map(without, jnp.arange(n), batch_size=batch_size)
-
-
-def align_features(
-  values: np.ndarray | xr.DataArray,
-  *,
-  target_ids: Sequence[str],
-  stimulus_ids: Sequence[str] | None = None,
-  layer: str = "features",
-  identifier: str = "the benchmark",
-) -> np.ndarray:
-  """Features as (n_stimuli, n_features) rows in the order of ``target_ids``.
-
-  Behaves as ``NeuralBenchmark.align``: a DataArray brings its own
-  ``stimulus_id`` coordinate along its first dim; a plain array either has one
-  row per benchmark stimulus in benchmark order or comes with
-  ``stimulus_ids``, which must cover every benchmark stimulus (extra ones are
-  ignored). Features must be numeric and finite.
-
-  Args:
-    values: (n_rows, ...) features of one layer, flattened per stimulus.
-    target_ids: (n_stimuli,) the benchmark's stimulus order.
-    stimulus_ids: (n_rows,) ids of the rows of a plain array.
-    layer: name used in error messages.
-    identifier: benchmark name used in error messages.
-  """
-  if isinstance(values, xr.DataArray):
-    dim = values.dims[0]
-    if "stimulus_id" not in values.coords or values["stimulus_id"].dims != (dim,):
-      raise ValueError(
-        f"DataArray features of layer {layer!r} need a 'stimulus_id' "
-        f"coordinate along their first dim {dim!r}."
-      )
-    if stimulus_ids is not None:
-      raise ValueError(
-        "Pass stimulus_ids only with plain arrays; DataArray features carry their own."
-      )
-    stimulus_ids = values["stimulus_id"].values.tolist()
-    values = values.values
-  values = np.asarray(values)
-  if values.ndim < 2:
-    raise ValueError(
-      f"Features of layer {layer!r} must be (n_stimuli, ...) with at least 2 "
-      f"dims, got shape {values.shape}."
-    )
-  values = values.reshape(len(values), -1)
-  if not np.issubdtype(values.dtype, np.number):
-    raise ValueError(
-      f"Features of layer {layer!r} must be numeric, got {values.dtype}."
-    )
-  activations.check_finite(values, f"layer {layer!r}")
-  n_stimuli = len(target_ids)
-  if stimulus_ids is None:
-    if len(values) != n_stimuli:
-      raise ValueError(
-        f"Features of layer {layer!r} have {len(values)} rows but {identifier} "
-        f"has {n_stimuli} stimuli; pass stimulus_ids or a DataArray with a "
-        "stimulus_id coordinate."
-      )
-    return values
-  ids = list(stimulus_ids)
-  if len(ids) != len(values):
-    raise ValueError(
-      f"stimulus_ids has {len(ids)} entries for {len(values)} rows of layer {layer!r}."
-    )
-  if len(set(ids)) != len(ids):
-    raise ValueError(f"stimulus_ids of layer {layer!r} has duplicates.")
-  position = {s: i for i, s in enumerate(ids)}
-  missing = [s for s in target_ids if s not in position]
-  if missing:
-    raise ValueError(
-      f"The stimulus ids of layer {layer!r} do not cover {identifier}: "
-      f"{len(missing)} of its {n_stimuli} stimuli are missing, e.g. "
-      f"{missing[:3]}. (Extra stimuli are allowed and ignored.)"
-    )
-  return values[np.array([position[s] for s in target_ids])]
 
 
 @dataclasses.dataclass(eq=False)
@@ -440,8 +366,8 @@ class RSABenchmark:
       features: one array, or ``{layer: array}``. Each array is
         ``(n_stimuli, ...)`` (flattened per stimulus), or a DataArray whose
         first dim carries a ``stimulus_id`` coordinate.
-      stimulus_ids: (n_stimuli,) ids of the rows of plain arrays; default the
-        benchmark's own order (``self.stimulus_ids``).
+      stimulus_ids: (n_rows,) ids of the rows of plain arrays, in any order;
+        required for plain arrays (see ``jaxscore.features``).
       dtype: compute dtype, float32 or float64 (64-bit JAX).
       on_layer: called with each layer's score as soon as it is computed.
     """

@@ -25,6 +25,7 @@ import benchmarks
 import models
 from jaxscore import results, scoring
 from jaxscore.benchmark import BenchmarkScore, LayerScore
+from jaxscore.rsa_benchmark import RSABenchmarkScore, RSALayerScore
 
 _MODEL = flags.DEFINE_string(
   "model", None, "Model name (see models.MODELS), or a label with --features."
@@ -124,18 +125,20 @@ def read_features(path: str, layers: list[str] | None):
     return ids, {k: data[k] for k in names if not layers or k in layers}
 
 
-def _log_layer(layer: LayerScore) -> None:
+def _log_layer(layer: LayerScore | RSALayerScore) -> None:
+  if isinstance(layer, RSALayerScore):
+    center, error = layer.raw, layer.error
+  else:
+    center, error = layer.raw.center, layer.raw.error
   logging.info(
-    "%s: raw r %.4f ± %.4f (%d features)",
-    layer.layer,
-    layer.raw.center,
-    layer.raw.error,
-    layer.n_features,
+    "%s: raw %.4f ± %.4f (%d features)", layer.layer, center, error, layer.n_features
   )
 
 
-def format_table(score: BenchmarkScore, *, model: str) -> str:
-  """A per-layer table of raw r, error and ceiled score."""
+def format_table(score: BenchmarkScore | RSABenchmarkScore, *, model: str) -> str:
+  """A per-layer table of raw score, error and ceiled score."""
+  if isinstance(score, RSABenchmarkScore):
+    return format_rsa_table(score, model=model)
   lines = [f"{model} on {score.benchmark} (version {score.version})"]
   if score.ceiling is not None:
     c = score.ceiling.summary
@@ -152,6 +155,28 @@ def format_table(score: BenchmarkScore, *, model: str) -> str:
     lines.append(
       f"{s.layer:<16}{s.n_features:>10}{s.raw.center:>9.4f}{s.raw.error:>9.4f}"
       f"{ceiled:>9}{mark}"
+    )
+  lines.extend(f"note: {n}" for n in score.notes)
+  return "\n".join(lines)
+
+
+def format_rsa_table(score: RSABenchmarkScore, *, model: str) -> str:
+  """The table of an RDM benchmark: raw similarity, jackknife error, ceiled."""
+  lines = [f"{model} on {score.benchmark} (version {score.version}, {score.metric})"]
+  if score.ceiling is not None:
+    c = score.ceiling
+    lines.append(
+      f"ceiling: lower {c.lower:.4f}, upper {c.upper:.4f} (inter-subject, over "
+      f"{len(score.subjects)} subjects); ceiled = raw / {c.bound} bound"
+    )
+  best = score.best.layer
+  header = f"{'layer':<16}{'features':>10}{'raw':>9}{'± jk':>9}{'ceiled':>9}"
+  lines.append(header)
+  for s in score.layers:
+    ceiled = "-" if s.ceiled is None else f"{s.ceiled:.4f}"
+    mark = "  <- best" if s.layer == best else ""
+    lines.append(
+      f"{s.layer:<16}{s.n_features:>10}{s.raw:>9.4f}{s.error:>9.4f}{ceiled:>9}{mark}"
     )
   lines.extend(f"note: {n}" for n in score.notes)
   return "\n".join(lines)

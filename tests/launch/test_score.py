@@ -138,3 +138,16 @@ def test_command_line_in_default_32_bit_mode(tmp_path):
   assert result["run"]["dtype"] == "float32"
   values = xr.open_dataset(tmp_path / "cowley2023.V4-ridge" / "tiny_cnn.nc")
   assert values["alpha"].shape == (2, 10, 50)
+
+
+@pytest.mark.slow
+def test_rdm_benchmark_through_the_command(run_main, capsys):
+  result, folder = run_main(model="tiny_cnn", benchmark="kriegeskorte2008.hIT-rsa")
+  assert "inter-subject" in capsys.readouterr().out
+  assert result["metric"] == "rsa-spearman"
+  assert 0 < result["ceiling"]["lower"] < result["ceiling"]["upper"] < 1
+  for layer in result["layers"]:
+    assert -1 <= layer["raw"] <= 1
+    assert layer["ceiled"] == pytest.approx(layer["raw"] / result["ceiling"]["upper"])
+  values = xr.open_dataset(folder / "tiny_cnn.nc", engine="h5netcdf")
+  assert values["similarity"].shape == (len(result["layers"]), 4)
