@@ -37,6 +37,8 @@ class LayerScore:
   ceiled: float | None  # None when the benchmark has no ceiling
   n_components: int  # PLS components used; 0 for ridge
   alpha: np.ndarray | None = None  # (n_splits, n_neuroids) ridge penalties
+  # (n_splits, n_test, n_neuroids) held-out predictions, for the bootstrap
+  predictions: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +60,7 @@ class BenchmarkScore:
   layers: tuple[LayerScore, ...]
   neuroid_ids: tuple[str, ...]
   notes: tuple[str, ...] = ()
+  splits: kernels.Splits | None = None  # the splits every layer was fit on
 
   @property
   def best(self) -> LayerScore:
@@ -139,18 +142,23 @@ class NeuralBenchmark:
       self.labels, n_splits=self.n_splits, train_size=self.train_size, key=key
     )
 
-  @functools.cached_property
-  def ceiling(self) -> Ceiling | None:
-    if not self.has_ceiling:
-      return None
-    key = jax.random.fold_in(jax.random.key(self.seed), 1)
-    trials = assembly_lib.repetition_array(self.assembly)
-    if trials.shape[0] < 2:
+  def ceiling_masks(self) -> jax.Array:
+    """(n_splits, n_reps) halvings of the repetition slots (fixed by seed)."""
+    n_reps = len(np.unique(self.assembly["repetition"].values))
+    if n_reps < 2:
       raise ValueError(
         f"{self.identifier} has one repetition per stimulus; a split-half "
         "ceiling needs at least two. Set has_ceiling=False."
       )
-    values = scoring.split_half_ceiling(trials, n_splits=self.n_splits, key=key)
+    key = jax.random.fold_in(jax.random.key(self.seed), 1)
+    return kernels.split_half_masks(n_reps, n_splits=self.n_splits, key=key)
+
+  @functools.cached_property
+  def ceiling(self) -> Ceiling | None:
+    if not self.has_ceiling:
+      return None
+    trials = assembly_lib.repetition_array(self.assembly)
+    values = scoring.split_half_ceiling(trials, self.ceiling_masks())
     return Ceiling(scoring.Summary.from_values(values), values)
 
   def score_model(
@@ -219,9 +227,10 @@ class NeuralBenchmark:
       _check_representable(aligned, dtype, layer)
     varies = np.ptp(self.targets[np.asarray(splits.test)], axis=1) > 0
     for layer, aligned in aligned_layers.items():
-      r, alpha, n_components = scoring.cross_validated_r(
+      fitted = scoring.cross_validated_r(
         aligned, self.targets, splits, self.regression, dtype=dtype
       )
+      r, alpha, n_components = fitted.r, fitted.alpha, fitted.n_components
       if np.any(np.isnan(r) & varies):
         raise ValueError(
           f"The fit to layer {layer!r} produced non-finite predictions in "
@@ -245,6 +254,7 @@ class NeuralBenchmark:
           ceiled=self._ceil(raw.center),
           n_components=n_components,
           alpha=alpha,
+          predictions=fitted.predictions,
         )
       )
       if scores[-1].ceiled is not None and scores[-1].ceiled > 1:
@@ -268,6 +278,7 @@ class NeuralBenchmark:
       layers=tuple(scores),
       neuroid_ids=self.neuroid_ids,
       notes=tuple(notes),
+      splits=splits,
     )
 
   def _resolve_splits(self, splits) -> kernels.Splits:

@@ -7,8 +7,10 @@ A score of model ``M`` on benchmark ``B`` becomes two files in
   ``model``, ``benchmark``, ``benchmark_version``, ``normalization``,
   ``ceiling`` (``{center, error, per_split}`` or null), ``best_layer``,
   ``layers`` (a list of ``{layer, n_features, raw, raw_error, ceiled,
-  n_components, per_split}``), ``notes``, and ``run`` (time, jaxscore, jax
-  and backend versions, plus what the caller adds: wall seconds, dtype).
+  n_components, per_split}`` and, after a bootstrap, ``interval``:
+  ``{level, n_boot, raw, raw_bca, ceiled}``), ``notes``, ``run`` (time,
+  jaxscore, jax and backend versions, plus what the caller adds: wall
+  seconds, dtype) and, when two models were compared, ``comparison``.
 - ``<M>.nc``: the per-split, per-neuroid values as NetCDF (h5netcdf):
   ``r (layer, split, neuroid)``; with a ceiling, ``ceiling (split,
   neuroid)``; for ridge, the chosen penalties ``alpha (layer, split,
@@ -20,6 +22,7 @@ crash never leaves a truncated result and a reader never sees a partial one.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import importlib.metadata
 import json
@@ -89,8 +92,15 @@ def rsa_to_dict(score: RSABenchmarkScore, *, model: str, run: dict) -> dict:
   }
 
 
-def to_dict(score: BenchmarkScore, *, model: str, run: dict[str, Any]) -> dict:
+def to_dict(
+  score: BenchmarkScore,
+  *,
+  model: str,
+  run: dict[str, Any],
+  extra: Extra | None = None,
+) -> dict:
   """The JSON summary of ``score`` (see the module docstring)."""
+  extra = extra or Extra()
   ceiling = None
   if score.ceiling is not None:
     summary = score.ceiling.summary
@@ -99,7 +109,9 @@ def to_dict(score: BenchmarkScore, *, model: str, run: dict[str, Any]) -> dict:
       "error": summary.error,
       "per_split": summary.per_split.tolist(),
     }
-  return {
+    if extra.ceiling_interval is not None:
+      ceiling["interval"] = list(extra.ceiling_interval)
+  summary = {
     "format_version": FORMAT_VERSION,
     "model": model,
     "benchmark": score.benchmark,
@@ -116,11 +128,44 @@ def to_dict(score: BenchmarkScore, *, model: str, run: dict[str, Any]) -> dict:
         "ceiled": s.ceiled,
         "n_components": s.n_components,
         "per_split": s.raw.per_split.tolist(),
+        **_interval(extra.intervals.get(s.layer)),
       }
       for s in score.layers
     ],
     "notes": list(score.notes),
     "run": _run_info(run),
+  }
+  if extra.comparison is not None:
+    summary["comparison"] = extra.comparison
+  return summary
+
+
+@dataclasses.dataclass(frozen=True)
+class Extra:
+  """Optional parts of a regression summary.
+
+  Attributes:
+    intervals: {layer: uncertainty.Interval} from a bootstrap.
+    ceiling_interval: (low, high) bootstrap interval of the ceiling.
+    comparison: a paired comparison with another model, as a plain dict.
+  """
+
+  intervals: dict = dataclasses.field(default_factory=dict)
+  ceiling_interval: tuple[float, float] | None = None
+  comparison: dict | None = None
+
+
+def _interval(interval) -> dict:
+  if interval is None:
+    return {}
+  return {
+    "interval": {
+      "level": interval.level,
+      "n_boot": interval.n_boot,
+      "raw": list(interval.raw),
+      "raw_bca": list(interval.raw_bca),
+      "ceiled": None if interval.ceiled is None else list(interval.ceiled),
+    }
   }
 
 
@@ -172,13 +217,17 @@ def write(
   model: str,
   directory: Path,
   run: dict[str, Any],
+  extra: Extra | None = None,
 ) -> Path:
   """Writes ``<directory>/<benchmark>/<model>.json`` and ``.nc``; returns json."""
   check_label(model)
   folder = Path(directory) / score.benchmark
   folder.mkdir(parents=True, exist_ok=True)
-  summarise = rsa_to_dict if isinstance(score, RSABenchmarkScore) else to_dict
-  summary = json.dumps(summarise(score, model=model, run=run), indent=2)
+  if isinstance(score, RSABenchmarkScore):
+    summary = rsa_to_dict(score, model=model, run=run)
+  else:
+    summary = to_dict(score, model=model, run=run, extra=extra)
+  summary = json.dumps(summary, indent=2)
   _atomic(
     folder / f"{model}.nc", lambda p: to_dataset(score).to_netcdf(p, engine="h5netcdf")
   )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -94,6 +95,23 @@ class Summary:
     )
 
 
+class CrossValidated(NamedTuple):
+  """What cross-validation of one layer leaves behind.
+
+  Attributes:
+    r: (n_splits, n_neuroids) Pearson r on each split's test stimuli.
+    alpha: (n_splits, n_neuroids) chosen ridge penalties; None for PLS.
+    predictions: (n_splits, n_test, n_neuroids) held-out predictions, what
+      the test-set bootstrap resamples.
+    n_components: PLS components used (0 for ridge).
+  """
+
+  r: np.ndarray
+  alpha: np.ndarray | None
+  predictions: np.ndarray
+  n_components: int
+
+
 def resolve_dtype(dtype) -> jnp.dtype:
   """The compute dtype; float64 needs ``jax_enable_x64``."""
   try:
@@ -117,7 +135,7 @@ def cross_validated_r(
   regression: Regression,
   *,
   dtype=jnp.float32,
-) -> tuple[np.ndarray, np.ndarray | None, int]:
+) -> CrossValidated:
   """Pearson r of held-out predictions, per split and neuroid.
 
   Args:
@@ -129,12 +147,9 @@ def cross_validated_r(
     dtype: compute dtype.
 
   Returns:
-    r: (n_splits, n_neuroids). NaN where a neuroid is constant over a test
-      set (it has no correlation) or where a prediction is not finite; a
-      finite prediction constant over a test set (no information) scores 0.
-    alpha: (n_splits, n_neuroids) ridge penalty chosen per split and neuroid;
-      None for PLS.
-    n_components: PLS components used (0 for ridge).
+    CrossValidated. In ``r``: NaN where a neuroid is constant over a test set
+    (it has no correlation) or where a prediction is not finite; a finite
+    prediction constant over a test set (no information) scores 0.
   """
   dtype = resolve_dtype(dtype)
   n_stimuli, n_features = features.shape
@@ -168,9 +183,13 @@ def cross_validated_r(
       batch_size=batch_size,
       **static,
     )
-  r, alpha = r
-  alpha = None if regression.kind == "pls" else np.asarray(alpha, np.float64)
-  return np.asarray(r, np.float64), alpha, n_components
+  r, alpha, predictions = r
+  return CrossValidated(
+    r=np.asarray(r, np.float64),
+    alpha=None if regression.kind == "pls" else np.asarray(alpha, np.float64),
+    predictions=np.asarray(predictions),
+    n_components=n_components,
+  )
 
 
 GRAM_BLOCK = 8192  # feature columns per Gram update
@@ -225,7 +244,7 @@ def _split_correlations(X, Y, train, test, alphas, *, kind, n_components, batch_
       alpha = jnp.zeros(Y.shape[1], Y.dtype)
     else:
       pred, alpha = kernels.ridge_fit_predict(X[tr], Y[tr], X[te], alphas)
-    return _correlate(pred, Y[te]), alpha
+    return _correlate(pred, Y[te]), alpha, pred
 
   return jax.lax.map(one_split, (train, test), batch_size=batch_size)
 
@@ -244,7 +263,7 @@ def _gram_split_correlations(gram, Y, train, test, alphas, *, kind, n_components
       pred, alpha = kernels.ridge_gcv_fit_predict_gram(K_train, K_test, Y[tr], alphas)
     else:
       pred, alpha = kernels.ridge_fit_predict_gram(K_train, K_test, Y[tr], alphas)
-    return _correlate(pred, Y[te]), alpha
+    return _correlate(pred, Y[te]), alpha, pred
 
   return jax.vmap(one_split)(train, test)
 
@@ -287,27 +306,26 @@ def _moment_split_correlations(X, Y, train, test, alphas):
     result = kernels.ridge_gcv_from_moments(
       gram, cross, squares, n_train, Xte - m, y_all + my, alphas
     )
-    return _correlate(result.predictions, Y[te]), result.alpha
+    return _correlate(result.predictions, Y[te]), result.alpha, result.predictions
 
   return jax.lax.map(one_split, (train, test))
 
 
 def split_half_ceiling(
-  trials: np.ndarray, *, n_splits: int = 10, key: jax.Array, dtype=jnp.float32
+  trials: np.ndarray, masks: jax.Array, *, dtype=jnp.float32
 ) -> np.ndarray:
   """Spearman-Brown split-half reliability per split and neuroid.
 
   Args:
     trials: (n_reps, n_stimuli, n_neuroids) single trials, NaN where a
       stimulus has no trial in a repetition slot.
-    n_splits: random halvings of the repetitions.
-    key: PRNG key for the halvings.
+    masks: (n_splits, n_reps) bool, True for the first half of each halving
+      (``kernels.split_half_masks``).
     dtype: compute dtype.
 
   Returns:
     (n_splits, n_neuroids) corrected split-half correlations.
   """
   dtype = resolve_dtype(dtype)
-  masks = kernels.split_half_masks(trials.shape[0], n_splits=n_splits, key=key)
   values = kernels.split_half_ceiling(jnp.asarray(trials, dtype), masks)
   return np.asarray(values, np.float64)

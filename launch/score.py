@@ -10,10 +10,16 @@ splits, the ceiling, the ceiled score, marks the best layer, and writes
 With ``--features=FILE.npz`` the model is not run: the file holds one array
 per layer, ``(n_stimuli, ...)``, plus a ``stimulus_id`` array of strings
 naming the rows, and ``--model`` only labels the result.
+
+``--bootstrap=N`` adds N-resample confidence intervals (test stimuli and
+neuroids resampled; the ceiling too) to a regression benchmark's table.
+``--compare=OTHER`` also scores model OTHER and tests the difference between
+the two models' best layers on the same resamples (a p-value).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import jax
@@ -23,8 +29,8 @@ from absl import app, flags, logging
 
 import benchmarks
 import models
-from jaxscore import results, scoring
-from jaxscore.benchmark import BenchmarkScore, LayerScore
+from jaxscore import results, scoring, uncertainty
+from jaxscore.benchmark import BenchmarkScore, LayerScore, NeuralBenchmark
 from jaxscore.rsa_benchmark import RSABenchmarkScore, RSALayerScore
 
 _MODEL = flags.DEFINE_string(
@@ -41,6 +47,12 @@ _RESULTS_DIR = flags.DEFINE_string("results_dir", "results", "Where to write.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "float64"], "Compute dtype.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the model's random init, if any.")
+_BOOTSTRAP = flags.DEFINE_integer(
+  "bootstrap", 0, "Bootstrap resamples for confidence intervals (0: none)."
+)
+_COMPARE = flags.DEFINE_string(
+  "compare", None, "A second model to compare with, on the same resamples."
+)
 flags.mark_flags_as_required(["model", "benchmark"])
 
 
@@ -51,11 +63,20 @@ def main(argv):
   try:
     scoring.resolve_dtype(_DTYPE.value)
     results.check_label(_MODEL.value)
-    if not _FEATURES.value and _MODEL.value not in models.MODELS:
-      models.load_model(_MODEL.value)  # raises, listing the valid names
+    for name in (None if _FEATURES.value else _MODEL.value, _COMPARE.value):
+      if name is not None and name not in models.MODELS:
+        models.load_model(name)  # raises, listing the valid names
+    if _BOOTSTRAP.value < 0 or _BOOTSTRAP.value == 1:
+      raise ValueError(f"--bootstrap must be 0 or at least 2, got {_BOOTSTRAP.value}.")
     benchmark = benchmarks.load_benchmark(_BENCHMARK.value)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
+  regression = isinstance(benchmark, NeuralBenchmark)
+  if not regression and (_BOOTSTRAP.value or _COMPARE.value):
+    raise app.UsageError(
+      "--bootstrap and --compare apply to regression benchmarks; RDM "
+      "benchmarks report a jackknife error instead."
+    )
   logging.info("Loaded %s: %d stimuli.", benchmark.identifier, benchmark.n_stimuli)
   if _FEATURES.value:
     ids, features = read_features(_FEATURES.value, _LAYERS.value)
@@ -63,27 +84,24 @@ def main(argv):
       features, stimulus_ids=ids, dtype=_DTYPE.value, on_layer=_log_layer
     )
   else:
-    model = models.load_model(_MODEL.value, key=jax.random.key(_SEED.value))
-    unknown = sorted(set(_LAYERS.value or ()) - set(model.layers))
-    if unknown:
-      raise app.UsageError(
-        f"--layers names {unknown}, which {model.name} does not have; its "
-        f"layers are {', '.join(model.layers)}."
-      )
-    bar = tqdm.tqdm(total=benchmark.n_stimuli, desc="activations", unit="img")
-
-    def progress(done):
-      bar.update(done - bar.n)
-      if done == benchmark.n_stimuli:
-        bar.close()
-
-    score = benchmark.score_model(
-      model,
-      layers=_LAYERS.value,
-      batch_size=_BATCH_SIZE.value,
-      dtype=_DTYPE.value,
-      progress=progress,
-      on_layer=_log_layer,
+    score = score_model(benchmark, _MODEL.value, _LAYERS.value)
+  extra = results.Extra()
+  if _BOOTSTRAP.value:
+    intervals, ceiling_interval = uncertainty.bootstrap(
+      benchmark, score, n_boot=_BOOTSTRAP.value
+    )
+    extra = results.Extra(intervals=intervals, ceiling_interval=ceiling_interval)
+  comparison = None
+  if _COMPARE.value:
+    other = score_model(benchmark, _COMPARE.value, None)
+    comparison = uncertainty.compare(
+      benchmark,
+      (score, score.best.layer),
+      (other, other.best.layer),
+      n_boot=_BOOTSTRAP.value or 1000,
+    )
+    extra = dataclasses.replace(
+      extra, comparison={"model": _COMPARE.value, **dataclasses.asdict(comparison)}
     )
   wall = time.perf_counter() - start
   path = results.write(
@@ -91,9 +109,48 @@ def main(argv):
     model=_MODEL.value,
     directory=_RESULTS_DIR.value,
     run={"wall_seconds": round(wall, 2), "dtype": _DTYPE.value},
+    extra=extra,
   )
-  print(format_table(score, model=_MODEL.value))
+  print(format_table(score, model=_MODEL.value, extra=extra))
+  if comparison is not None:
+    print(format_comparison(comparison, _MODEL.value, _COMPARE.value))
   print(f"wall time {wall:.1f} s; results in {path}")
+
+
+def score_model(benchmark, name: str, layers: list[str] | None):
+  """Loads model ``name`` and scores it, with a progress bar."""
+  model = models.load_model(name, key=jax.random.key(_SEED.value))
+  unknown = sorted(set(layers or ()) - set(model.layers))
+  if unknown:
+    raise app.UsageError(
+      f"--layers names {unknown}, which {model.name} does not have; its "
+      f"layers are {', '.join(model.layers)}."
+    )
+  bar = tqdm.tqdm(total=benchmark.n_stimuli, desc=f"{name} activations", unit="img")
+
+  def progress(done):
+    bar.update(done - bar.n)
+    if done == benchmark.n_stimuli:
+      bar.close()
+
+  return benchmark.score_model(
+    model,
+    layers=layers,
+    batch_size=_BATCH_SIZE.value,
+    dtype=_DTYPE.value,
+    progress=progress,
+    on_layer=_log_layer,
+  )
+
+
+def format_comparison(comparison: uncertainty.Comparison, a: str, b: str) -> str:
+  low, high = comparison.interval
+  return (
+    f"{a} ({comparison.a}) - {b} ({comparison.b}): raw r difference "
+    f"{comparison.difference:+.4f}, {100 * comparison.level:.0f}% CI "
+    f"[{low:+.4f}, {high:+.4f}], p = {comparison.p_value:.4g} "
+    f"({comparison.n_boot} paired resamples of test stimuli and neuroids)"
+  )
 
 
 def read_features(path: str, layers: list[str] | None):
@@ -135,29 +192,50 @@ def _log_layer(layer: LayerScore | RSALayerScore) -> None:
   )
 
 
-def format_table(score: BenchmarkScore | RSABenchmarkScore, *, model: str) -> str:
-  """A per-layer table of raw score, error and ceiled score."""
+def format_table(
+  score: BenchmarkScore | RSABenchmarkScore,
+  *,
+  model: str,
+  extra: results.Extra | None = None,
+) -> str:
+  """A per-layer table of raw score, error, ceiled score (and intervals)."""
   if isinstance(score, RSABenchmarkScore):
     return format_rsa_table(score, model=model)
+  extra = extra or results.Extra()
   lines = [f"{model} on {score.benchmark} (version {score.version})"]
   if score.ceiling is not None:
     c = score.ceiling.summary
+    interval = ""
+    if extra.ceiling_interval is not None:
+      low, high = extra.ceiling_interval
+      interval = f", CI [{low:.4f}, {high:.4f}]"
     lines.append(
-      f"ceiling {c.center:.4f} ± {c.error:.4f} (split-half, Spearman-Brown, "
-      f"median over {len(score.neuroid_ids)} neuroids); ceiled = "
-      f"{'r^2/c' if score.normalization == 'r2_over_c' else '(r/c)^2'}"
+      f"ceiling {c.center:.4f} ± {c.error:.4f}{interval} (split-half, "
+      f"Spearman-Brown, median over {len(score.neuroid_ids)} neuroids); "
+      f"ceiled = {'r^2/c' if score.normalization == 'r2_over_c' else '(r/c)^2'}"
     )
   best = score.best.layer
-  lines.append(f"{'layer':<16}{'features':>10}{'raw r':>9}{'± sem':>9}{'ceiled':>9}")
+  header = f"{'layer':<16}{'features':>10}{'raw r':>9}{'± sem':>9}{'ceiled':>9}"
+  if extra.intervals:
+    level = next(iter(extra.intervals.values())).level
+    header += f"  {f'raw {100 * level:.0f}% CI':>18}  {'ceiled CI':>18}"
+  lines.append(header)
   for s in score.layers:
     ceiled = "-" if s.ceiled is None else f"{s.ceiled:.4f}"
-    mark = "  <- best" if s.layer == best else ""
-    lines.append(
+    row = (
       f"{s.layer:<16}{s.n_features:>10}{s.raw.center:>9.4f}{s.raw.error:>9.4f}"
-      f"{ceiled:>9}{mark}"
+      f"{ceiled:>9}"
     )
+    interval = extra.intervals.get(s.layer)
+    if interval is not None:
+      row += f"  {_span(interval.raw):>18}  {_span(interval.ceiled):>18}"
+    lines.append(row + ("  <- best" if s.layer == best else ""))
   lines.extend(f"note: {n}" for n in score.notes)
   return "\n".join(lines)
+
+
+def _span(pair) -> str:
+  return "-" if pair is None else f"[{pair[0]:.4f}, {pair[1]:.4f}]"
 
 
 def format_rsa_table(score: RSABenchmarkScore, *, model: str) -> str:

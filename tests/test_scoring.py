@@ -72,7 +72,7 @@ def _reference_r(features, targets, splits, n_components):
 def test_cross_validated_r_matches_sklearn_and_scipy(dtype, tol):
   benchmark, features = _toy_benchmark()
   splits = benchmark.splits()
-  r, _, n_components = scoring.cross_validated_r(
+  r, _, _, n_components = scoring.cross_validated_r(
     features, benchmark.targets, splits, benchmark.regression, dtype=dtype
   )
   assert n_components == 5
@@ -225,7 +225,7 @@ def test_wide_layer_scores_through_the_stimulus_gram(dtype, tol):
   # 300 features for 60 stimuli, with a large offset like ReLU activations
   wide = features @ rng.standard_normal((20, 300)) + 100.0
   splits = benchmark.splits()
-  r, _, _ = scoring.cross_validated_r(
+  r, *_ = scoring.cross_validated_r(
     wide, benchmark.targets, splits, benchmark.regression, dtype=dtype
   )
   expected = _reference_r(wide, benchmark.targets, splits, 5)
@@ -247,7 +247,7 @@ def test_gcv_ridge_downdated_moments_match_per_split_fits(cover):
   splits = benchmark.splits()
   if not cover:  # train and test leave stimuli out: no downdating possible
     splits = kernels.Splits(splits.train[:, :40], splits.test)
-  r, _, _ = scoring.cross_validated_r(
+  r, *_ = scoring.cross_validated_r(
     features, benchmark.targets, splits, regression, dtype="float64"
   )
   for s in range(len(splits.train)):

@@ -151,3 +151,32 @@ def test_rdm_benchmark_through_the_command(run_main, capsys):
     assert layer["ceiled"] == pytest.approx(layer["raw"] / result["ceiling"]["upper"])
   values = xr.open_dataset(folder / "tiny_cnn.nc", engine="h5netcdf")
   assert values["similarity"].shape == (len(result["layers"]), 4)
+
+
+@pytest.mark.slow
+def test_bootstrap_and_comparison_through_the_command(run_main, capsys):
+  result, _ = run_main(
+    model="tiny_cnn",
+    benchmark="cowley2023.V4-pls",
+    layers="conv3",  # the best layer of tiny_cnn, which --compare scores fully
+    bootstrap=200,
+    compare="tiny_cnn",
+  )
+  out = capsys.readouterr().out
+  assert "95% CI" in out and "p = 1" in out
+  layer = result["layers"][0]
+  low, high = layer["interval"]["raw"]
+  assert low < layer["raw"] < high
+  low, high = result["ceiling"]["interval"]
+  assert low < result["ceiling"]["center"] < high
+  comparison = result["comparison"]
+  assert comparison["model"] == "tiny_cnn"
+  assert comparison["difference"] == pytest.approx(
+    layer["raw"] - layer["raw"], abs=1e-6
+  )
+  assert comparison["p_value"] == 1.0
+
+
+def test_bootstrap_is_refused_for_rdm_benchmarks(run_main):
+  with pytest.raises(app.UsageError, match="jackknife"):
+    run_main(model="tiny_cnn", benchmark="kriegeskorte2008.mIT-rsa", bootstrap=100)
