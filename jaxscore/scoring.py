@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxscore import kernels
+from jaxscore.kernels import regression as regression_lib
 
 # 20 ridge penalties spanning Brain-Score's RidgeCV grid (0.01 to 1e7).
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-2, 7, 20))
@@ -47,12 +48,19 @@ class Regression:
       (what scikit-learn's RidgeCV minimises), or ``"gcv"``, generalised
       cross-validation, which needs only the spectrum and is several times
       faster on layers narrower than the stimulus set.
+    solver: how ridge solves for every alpha on layers narrower than the
+      training set: ``"eigh"`` (one eigendecomposition per split),
+      ``"cholesky"`` (one Cholesky factorisation per alpha and split) or
+      ``"auto"``: eigh on CPU, cholesky on GPU/TPU (the GPU choice is not
+      measured yet; see ``kernels.regression.SOLVERS``). Wider layers always
+      use eigh of the stimulus Gram.
   """
 
   kind: str = "pls"
   n_components: int = 25
   alphas: tuple[float, ...] = DEFAULT_ALPHAS
   selection: str = "loo"
+  solver: str = "auto"
 
   def __post_init__(self):
     if self.kind not in REGRESSIONS:
@@ -67,6 +75,7 @@ class Regression:
       raise ValueError(f"alphas must be positive, got {self.alphas}.")
     if self.selection not in ("loo", "gcv"):
       raise ValueError(f"selection must be 'loo' or 'gcv', got {self.selection!r}.")
+    regression_lib.resolve_solver(self.solver)  # refuses unknown names
 
   def components_for(self, n_features: int, n_train: int) -> int:
     """PLS components a layer of this width can have (see ``n_components``)."""
@@ -163,9 +172,19 @@ def cross_validated_r(
   kind = regression.kind
   if kind == "ridge" and regression.selection == "gcv":
     kind = "ridge_gcv"
+  solver = regression_lib.resolve_solver(regression.solver)
   static = dict(kind=kind, n_components=n_components)
-  if kind == "ridge_gcv" and n_features <= n_stimuli:
-    r = _moment_split_correlations(jnp.asarray(features, dtype), Y, train, test, alphas)
+  if kind in ("ridge_gcv", "pls") and n_features <= n_stimuli:
+    r = _moment_split_correlations(
+      jnp.asarray(features, dtype),
+      Y,
+      train,
+      test,
+      alphas,
+      solver=solver,
+      kind=kind,
+      n_components=n_components,
+    )
   elif n_features > n_stimuli:
     # Wider than the stimulus set: every split needs only inner products of
     # stimuli, so one Gram matrix serves all splits (see kernels.center_gram).
@@ -181,6 +200,7 @@ def cross_validated_r(
       test,
       alphas,
       batch_size=batch_size,
+      solver=solver,
       **static,
     )
   r, alpha, predictions = r
@@ -235,15 +255,21 @@ def _correlate(pred, y_test):
   return jnp.where(constant & target_varies, 0.0, jnp.where(finite, r, jnp.nan))
 
 
-@functools.partial(jax.jit, static_argnames=("kind", "n_components", "batch_size"))
-def _split_correlations(X, Y, train, test, alphas, *, kind, n_components, batch_size):
+@functools.partial(
+  jax.jit, static_argnames=("kind", "n_components", "batch_size", "solver")
+)
+def _split_correlations(
+  X, Y, train, test, alphas, *, kind, n_components, batch_size, solver="eigh"
+):
   def one_split(indices):
     tr, te = indices
     if kind == "pls":
       pred = kernels.pls_fit_predict(X[tr], Y[tr], X[te], n_components=n_components)
       alpha = jnp.zeros(Y.shape[1], Y.dtype)
     else:
-      pred, alpha = kernels.ridge_fit_predict(X[tr], Y[tr], X[te], alphas)
+      pred, alpha = kernels.ridge_fit_predict(
+        X[tr], Y[tr], X[te], alphas, solver=solver
+      )
     return _correlate(pred, Y[te]), alpha, pred
 
   return jax.lax.map(one_split, (train, test), batch_size=batch_size)
@@ -268,9 +294,11 @@ def _gram_split_correlations(gram, Y, train, test, alphas, *, kind, n_components
   return jax.vmap(one_split)(train, test)
 
 
-@jax.jit
-def _moment_split_correlations(X, Y, train, test, alphas):
-  """GCV ridge on every split from whole-data moments, downdated per split.
+@functools.partial(jax.jit, static_argnames=("solver", "kind", "n_components"))
+def _moment_split_correlations(
+  X, Y, train, test, alphas, *, solver="eigh", kind="ridge_gcv", n_components=0
+):
+  """GCV ridge or PLS on every split from whole-data moments, downdated.
 
   With X and Y centred on all stimuli, a split's training moments are the
   whole-data moments minus its test rows' (when train and test together
@@ -303,10 +331,16 @@ def _moment_split_correlations(X, Y, train, test, alphas):
       gram = gram - n_train * jnp.outer(m, m)
       cross = cross - n_train * jnp.outer(m, my)
       squares = squares - n_train * my * my
-    result = kernels.ridge_gcv_from_moments(
-      gram, cross, squares, n_train, Xte - m, y_all + my, alphas
-    )
-    return _correlate(result.predictions, Y[te]), result.alpha, result.predictions
+    if kind == "pls":
+      predictions = regression_lib.pls_from_moments(
+        gram, cross, Xte - m, y_all + my, n_components=n_components
+      )
+      alpha = jnp.zeros(Y.shape[1], Y.dtype)
+    else:
+      predictions, alpha = kernels.ridge_gcv_from_moments(
+        gram, cross, squares, n_train, Xte - m, y_all + my, alphas, solver=solver
+      )
+    return _correlate(predictions, Y[te]), alpha, predictions
 
   return jax.lax.map(one_split, (train, test))
 

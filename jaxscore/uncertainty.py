@@ -9,9 +9,11 @@ so that the ceiled score's interval carries the uncertainty of both. Two
 models scored on the same benchmark share its splits; resampling both with
 the same draws gives the distribution of their difference and a p-value.
 
-What this does not capture: the variance of the fit itself (a refit per
-resample of the training stimuli). The classic standard error over splits
-stays in every score.
+The test-set bootstrap does not capture the variance of the fit itself;
+``refit_bootstrap`` does: every resample draws each split's training stimuli
+with replacement and refits a GCV ridge (``jaxscore.kernels.refit``), at the
+cost of one fit per resample and split. The classic standard error over
+splits stays in every score.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import dataclasses
 import jax
 import numpy as np
 
-from jaxscore import kernels
+from jaxscore import kernels, scoring
 from jaxscore.benchmark import BenchmarkScore, LayerScore, NeuralBenchmark
 from jaxscore.data import assembly as assembly_lib
+from jaxscore.kernels import refit as refit_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,3 +211,88 @@ def _check_same_benchmark(benchmark: NeuralBenchmark, score: BenchmarkScore):
     raise ValueError(
       f"The score is of {score.benchmark}, not of {benchmark.identifier}."
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class RefitInterval:
+  """Full-refit bootstrap of one layer's GCV-ridge score.
+
+  Attributes:
+    level: coverage, e.g. 0.95.
+    n_boot: resamples.
+    estimate: the GCV-ridge score on the data as given (no resampling).
+    raw: percentile interval of the refitted scores.
+    samples: (n_boot,) the refitted scores.
+  """
+
+  level: float
+  n_boot: int
+  estimate: float
+  raw: tuple[float, float]
+  samples: np.ndarray
+
+
+def refit_bootstrap(
+  benchmark: NeuralBenchmark,
+  features,
+  *,
+  stimulus_ids=None,
+  n_boot: int = 100,
+  key: jax.Array | None = None,
+  level: float = 0.95,
+  resample_neuroids: bool = False,
+  dtype=None,
+  solver: str = "auto",
+) -> RefitInterval:
+  """Interval of a layer's score over refits on resampled training stimuli.
+
+  Uses ridge with the penalty chosen per neuroid by GCV from the benchmark's
+  ``regression.alphas`` (whatever its regression kind: GCV is what makes a
+  refit per resample affordable), re-chosen in every resample, on the
+  benchmark's own splits; each refit predicts its split's unchanged test
+  stimuli. Layers wider than the training split are refused (see
+  ``kernels.refit``).
+
+  Args:
+    benchmark: the benchmark whose targets and splits are used.
+    features: (n_stimuli, n_features) layer features (or a DataArray with a
+      ``stimulus_id`` coordinate), as for ``benchmark.score_features``.
+    stimulus_ids: ids of the rows of a plain array.
+    n_boot: resamples; each costs one ridge fit per split.
+    key: PRNG key; default derived from the benchmark's seed (the same as
+      ``bootstrap``'s, so a hierarchical run draws the same neuroids).
+    level: coverage.
+    resample_neuroids: resample neuroids too.
+    dtype: compute dtype; default float32 (float64 if 64-bit JAX is on).
+    solver: ``"eigh"``, ``"cholesky"`` or ``"auto"``.
+  """
+  if n_boot < 2:
+    raise ValueError(f"n_boot must be at least 2, got {n_boot}.")
+  if dtype is None:
+    dtype = np.float64 if jax.config.jax_enable_x64 else np.float32
+  dtype = scoring.resolve_dtype(dtype)
+  aligned = benchmark.align(features, stimulus_ids=stimulus_ids)
+  splits = benchmark.splits()
+  alphas = np.asarray(benchmark.regression.alphas)
+  X, Y = np.asarray(aligned, dtype), np.asarray(benchmark.targets, dtype)
+  samples = refit_lib.refit_bootstrap(
+    X,
+    Y,
+    splits.train,
+    splits.test,
+    alphas,
+    n_boot=n_boot,
+    key=_key(benchmark, key),
+    resample_neuroids=resample_neuroids,
+    solver=solver,
+  )
+  gcv = scoring.Regression(kind="ridge", alphas=tuple(alphas), selection="gcv")
+  fitted = scoring.cross_validated_r(X, Y, splits, gcv, dtype=dtype)
+  estimate = scoring.Summary.from_values(fitted.r).center
+  return RefitInterval(
+    level=level,
+    n_boot=n_boot,
+    estimate=estimate,
+    raw=_pair(kernels.percentile_interval(samples, level)),
+    samples=np.asarray(samples),
+  )

@@ -177,7 +177,8 @@ def test_dead_units_do_not_change_the_score():
   with_dead = benchmark.score_features(dead, stimulus_ids=ids).layers[0].r
   without = benchmark.score_features(features, stimulus_ids=ids).layers[0].r
   assert np.isfinite(with_dead).all()
-  np.testing.assert_allclose(with_dead, without, atol=1e-6)
+  # float32: the wider Gram is summed in another order (a few ulps of r)
+  np.testing.assert_allclose(with_dead, without, atol=1e-5)
 
 
 def test_constant_neuroid_is_refused_at_construction():

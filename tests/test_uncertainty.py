@@ -64,3 +64,20 @@ def test_bad_requests_are_refused(scored):
   other.identifier = "elsewhere"
   with pytest.raises(ValueError, match="not of elsewhere"):
     uncertainty.bootstrap(other, score, n_boot=10)
+
+
+def test_refit_bootstrap_interval_is_reproducible_and_tracks_the_fit():
+  benchmark, features = _toy_benchmark()
+  ids = benchmark.stimulus_ids
+  first = uncertainty.refit_bootstrap(benchmark, features, stimulus_ids=ids, n_boot=40)
+  again = uncertainty.refit_bootstrap(benchmark, features, stimulus_ids=ids, n_boot=40)
+  np.testing.assert_array_equal(first.samples, again.samples)
+  assert first.samples.shape == (40,) and first.n_boot == 40
+  low, high = first.raw
+  assert low < high and low - 0.1 < first.estimate < high + 0.1
+  assert np.std(first.samples) > 1e-3
+  noise = np.random.default_rng(5).standard_normal(features.shape)
+  worse = uncertainty.refit_bootstrap(benchmark, noise, stimulus_ids=ids, n_boot=40)
+  assert worse.raw[1] < low
+  with pytest.raises(ValueError, match="n_boot must be at least 2"):
+    uncertainty.refit_bootstrap(benchmark, features, stimulus_ids=ids, n_boot=1)

@@ -189,9 +189,105 @@ def _check_alphas(alphas, dtype):
   return alphas.astype(dtype)
 
 
-@jax.jit
+# Solvers. "eigh" decomposes one Gram matrix and serves every alpha from its
+# spectrum. "cholesky" factors G + alpha I once per alpha instead (n_alphas
+# Cholesky factorisations of p^3 / 3 flops each, against ~4 p^3 for eigh):
+# batched symmetric eigendecompositions have run one matrix at a time on
+# NVIDIA GPUs in some JAX versions, while batched Cholesky factorisations run
+# in parallel. "auto" picks eigh on CPU (measured faster here, see
+# benchmarks/SPEED.md) and cholesky on GPU and TPU. NOTE: the GPU choice is
+# not measured; no GPU was available when it was made. Revisit with a GPU
+# run of benchmarks/speed.py. The Cholesky path serves the primal form only
+# (n_features <= n_train); wider layers use eigh whatever the solver.
+SOLVERS = ("eigh", "cholesky", "auto")
+
+
+def resolve_solver(solver: str, backend: str | None = None) -> str:
+  """``"eigh"`` or ``"cholesky"`` for ``solver`` on ``backend`` (see above).
+
+  Args:
+    solver: one of SOLVERS.
+    backend: a JAX backend name; default ``jax.default_backend()``.
+  """
+  if solver not in SOLVERS:
+    raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}.")
+  if solver != "auto":
+    return solver
+  backend = jax.default_backend() if backend is None else backend
+  return "eigh" if backend == "cpu" else "cholesky"
+
+
+# Cholesky path, per alpha a, on the centred training Gram G = Xc^T Xc (p, p)
+# and cross-product C = Xc^T Yc (p, T):
+#   L L^T = G + a I,  W = L^-T L^-1 C  (p, T)
+#   LOO: hat diagonal h_i = ||L^-1 xc_i||^2 (one triangular solve with the
+#     n_train rows as right-hand sides), residual (Yc - Xc W)_i / (1 - h_i - 1/n)
+#   GCV: tr H = 1 + p - a ||L^-1||_F^2 (= 1 + sum_j lam_j / (lam_j + a)) and
+#     RSS = ||Yc||^2 - sum(W * C) - a ||W||^2   (since G W = C - a W)
+# The RSS identity subtracts, so in float32 it loses digits when the fit
+# explains nearly all of the response energy (R^2 -> 1); the eigh path sums
+# positive terms instead. Test predictions are kept for every alpha
+# (n_alphas, n_test, T) and the chosen one picked per neuroid.
+
+
+def _cholesky_factor(gram, alpha):
+  p = gram.shape[0]
+  return jnp.linalg.cholesky(gram + alpha * jnp.eye(p, dtype=gram.dtype))  # (p, p)
+
+
+def _cholesky_solve(L, B):
+  Z = jax.scipy.linalg.solve_triangular(L, B, lower=True)
+  return jax.scipy.linalg.solve_triangular(L, Z, lower=True, trans="T")
+
+
+def _pick(per_alpha, criterion, alphas):
+  """Per-neuroid argmin of criterion (A, T); per_alpha (A, t, T) -> (t, T)."""
+  criterion = jnp.where(jnp.isnan(criterion), jnp.inf, criterion)
+  best = jnp.argmin(criterion, axis=0)  # (T,)
+  chosen = jnp.take_along_axis(per_alpha, best[None, None, :], axis=0)[0]
+  return chosen, alphas[best]
+
+
+def _cholesky_loo(Xc, Yc, Xte, alphas):
+  """LOO-chosen ridge via one Cholesky per alpha: (predictions, alpha)."""
+  n_train = Xc.shape[0]
+  gram, cross = Xc.T @ Xc, Xc.T @ Yc  # (p, p), (p, T)
+
+  def one_alpha(alpha):
+    L = _cholesky_factor(gram, alpha)
+    W = _cholesky_solve(L, cross)  # (p, T)
+    half_hat = jax.scipy.linalg.solve_triangular(L, Xc.T, lower=True)  # (p, n)
+    h = jnp.sum(half_hat * half_hat, axis=0)  # (n_train,)
+    loo = (Yc - Xc @ W) / (1 - h - 1 / n_train)[:, None]
+    return jnp.mean(loo * loo, axis=0), Xte @ W  # (T,), (n_test, T)
+
+  mse, predictions = jax.lax.map(one_alpha, alphas)
+  return _pick(predictions, mse, alphas)
+
+
+def _cholesky_gcv(gram, cross, sum_squares, n_train, X_test, alphas):
+  """GCV-chosen ridge via one Cholesky per alpha: (predictions, alpha)."""
+  p = gram.shape[0]
+  eye = jnp.eye(p, dtype=gram.dtype)
+
+  def one_alpha(alpha):
+    L = _cholesky_factor(gram, alpha)
+    W = _cholesky_solve(L, cross)  # (p, T)
+    L_inv = jax.scipy.linalg.solve_triangular(L, eye, lower=True)  # (p, p)
+    dof = 1 + p - alpha * jnp.sum(L_inv * L_inv)
+    rss = sum_squares - jnp.sum(W * cross, axis=0) - alpha * jnp.sum(W * W, axis=0)
+    rss = jnp.maximum(rss, 0)
+    return rss / (n_train - dof) ** 2, X_test @ W  # (T,), (n_test, T)
+
+  gcv, predictions = jax.lax.map(one_alpha, alphas)
+  return _pick(predictions, gcv, alphas)
+
+
+@functools.partial(jax.jit, static_argnames="solver")
 @_highest_precision
-def ridge_fit_predict(X_train, Y_train, X_test, alphas) -> RidgeResult:
+def ridge_fit_predict(
+  X_train, Y_train, X_test, alphas, *, solver: str = "eigh"
+) -> RidgeResult:
   """Ridge regression with the penalty chosen per neuroid by exact LOO.
 
   Fits an intercept (X and Y are centred on the training rows). For each
@@ -206,6 +302,9 @@ def ridge_fit_predict(X_train, Y_train, X_test, alphas) -> RidgeResult:
     Y_train: (n_train, n_neuroids) responses to the training stimuli.
     X_test: (n_test, n_features) features of the test stimuli.
     alphas: (n_alphas,) positive penalties to choose from.
+    solver: ``"eigh"`` (one eigendecomposition for every alpha),
+      ``"cholesky"`` (one Cholesky factorisation per alpha; primal form only,
+      layers wider than n_train use eigh) or ``"auto"`` (see SOLVERS).
 
   Returns:
     RidgeResult with predictions (n_test, n_neuroids) and the chosen alpha
@@ -214,6 +313,9 @@ def ridge_fit_predict(X_train, Y_train, X_test, alphas) -> RidgeResult:
   X_train, Y_train, X_test = _check_regression_inputs(X_train, Y_train, X_test)
   alphas = _check_alphas(alphas, X_train.dtype)
   Xc, Yc, Xte, y_mean = _centre(X_train, Y_train, X_test)
+  if resolve_solver(solver) == "cholesky" and Xc.shape[1] <= Xc.shape[0]:
+    predictions, alpha = _cholesky_loo(Xc, Yc, Xte, alphas)
+    return RidgeResult(predictions=predictions + y_mean, alpha=alpha)
   return _select_and_predict(_eigenbasis(Xc, Yc, Xte), Yc, y_mean, alphas)
 
 
@@ -352,6 +454,59 @@ def pls_fit_predict(X_train, Y_train, X_test, *, n_components: int = 25):
   )
   _, R, _, Q = jax.lax.fori_loop(0, n_components, component, init)
   return (Xte @ R) @ Q.T + y_mean  # (n_test, n_neuroids)
+
+
+# The same PLS from the split's moments G = X0^T X0 (p, p) and C0 = X0^T Y0
+# (p, T): every use of X0 above is X0^T X0 r or Y0^T X0 r, so
+#   t^T t = r^T G r,  p = G r / t^T t,  q = C0^T r / t^T t,
+#   C_{k+1} = C_k - (G r) q^T,  ||X0||_F^2 = trace(G).
+# Each component then reads one p x p matrix instead of the n_train x p data
+# twice, and the moments of all splits are downdated from whole-data moments
+# (see scoring), so the training rows are never gathered per split.
+
+
+@functools.partial(jax.jit, static_argnames="n_components")
+@_highest_precision
+def pls_from_moments(gram, cross, X_test, y_mean, *, n_components: int):
+  """``pls_fit_predict`` from centred training moments.
+
+  Args:
+    gram: (n_features, n_features) ``X0^T X0``, X centred on its training mean.
+    cross: (n_features, n_neuroids) ``X0^T Y0``, Y centred likewise.
+    X_test: (n_test, n_features) test features centred on the training mean.
+    y_mean: (n_neuroids,) training mean of the responses.
+    n_components: number of PLS components (static); the caller checks it
+      against n_features and n_train.
+
+  Returns:
+    (n_test, n_neuroids) predictions, equal to ``pls_fit_predict``'s.
+  """
+  n_features, n_neuroids = cross.shape
+  dtype = gram.dtype
+  tolerance = jnp.sqrt(jnp.finfo(dtype).eps * jnp.maximum(jnp.trace(gram), 0))
+
+  def component(k, state):
+    C, R, P, Q = state  # (p, T), (p, K), (p, K), (T, K)
+    w = _top_left_singular_vector(C)  # (p,)
+    r = w - R @ (P.T @ w)  # (p,)
+    Gr = gram @ r  # (p,)
+    tt = jnp.maximum(r @ Gr, 0)
+    scale = jnp.maximum(1, jnp.linalg.norm(r))
+    found = tt > (tolerance * scale) ** 2
+    inv_tt = jnp.where(found, 1 / jnp.where(found, tt, 1), 0)
+    q = (cross.T @ r) * inv_tt  # (T,)
+    C = C - jnp.outer(jnp.where(found, Gr, 0), q)
+    r = jnp.where(found, r, 0)
+    return C, R.at[:, k].set(r), P.at[:, k].set(Gr * inv_tt), Q.at[:, k].set(q)
+
+  init = (
+    cross,
+    jnp.zeros((n_features, n_components), dtype),
+    jnp.zeros((n_features, n_components), dtype),
+    jnp.zeros((n_neuroids, n_components), dtype),
+  )
+  _, R, _, Q = jax.lax.fori_loop(0, n_components, component, init)
+  return (X_test @ R) @ Q.T + y_mean  # (n_test, n_neuroids)
 
 
 # Kernel (Gram) forms, for layers much wider than the stimulus set.
@@ -533,10 +688,10 @@ def _gcv_choice(eigvals, keep, energy, rest, n_train, alphas):
   return alphas[jnp.argmin(gcv, axis=0)]  # (T,)
 
 
-@jax.jit
+@functools.partial(jax.jit, static_argnames="solver")
 @_highest_precision
 def ridge_gcv_from_moments(
-  gram, cross, sum_squares, n_train, X_test, y_mean, alphas
+  gram, cross, sum_squares, n_train, X_test, y_mean, alphas, *, solver="eigh"
 ) -> RidgeResult:
   """Ridge with GCV-chosen penalties, from centred training moments.
 
@@ -549,12 +704,20 @@ def ridge_gcv_from_moments(
     X_test: (n_test, n_features) test features centred on the training mean.
     y_mean: (n_neuroids,) training mean of the responses.
     alphas: (n_alphas,) positive penalties to choose from.
+    solver: ``"eigh"``, ``"cholesky"`` or ``"auto"``, as in
+      ``ridge_fit_predict``; the Cholesky path takes tr H from the inverse
+      factor (see the comment on the Cholesky path).
 
   Returns:
     RidgeResult: predictions (n_test, n_neuroids), chosen alpha (n_neuroids,).
   """
   dtype = gram.dtype
   alphas = _check_alphas(alphas, dtype)
+  if resolve_solver(solver) == "cholesky":
+    predictions, alpha = _cholesky_gcv(
+      gram, cross, sum_squares, n_train, X_test, alphas
+    )
+    return RidgeResult(predictions=predictions + y_mean, alpha=alpha)
   eigvals, V = jnp.linalg.eigh(gram)  # (p,), (p, p)
   eigvals = jnp.maximum(eigvals, 0)
   keep = eigvals > 10 * jnp.finfo(dtype).eps * eigvals[-1]
@@ -567,7 +730,9 @@ def ridge_gcv_from_moments(
   return RidgeResult(predictions=predictions, alpha=alpha)
 
 
-def ridge_gcv_fit_predict(X_train, Y_train, X_test, alphas) -> RidgeResult:
+def ridge_gcv_fit_predict(
+  X_train, Y_train, X_test, alphas, *, solver: str = "eigh"
+) -> RidgeResult:
   """``ridge_gcv_from_moments`` from the training data of one split.
 
   Args:
@@ -575,13 +740,16 @@ def ridge_gcv_fit_predict(X_train, Y_train, X_test, alphas) -> RidgeResult:
     Y_train: (n_train, n_neuroids) responses to the training stimuli.
     X_test: (n_test, n_features) features of the test stimuli.
     alphas: (n_alphas,) positive penalties to choose from.
+    solver: as in ``ridge_gcv_from_moments``.
   """
   X_train, Y_train, X_test = _check_regression_inputs(X_train, Y_train, X_test)
   Xc, Yc, Xte, y_mean = _centre(X_train, Y_train, X_test)
   with jax.default_matmul_precision("highest"):
     gram, cross = Xc.T @ Xc, Xc.T @ Yc
+  sum_squares = jnp.sum(Yc * Yc, axis=0)
+  n_train = X_train.shape[0]
   return ridge_gcv_from_moments(
-    gram, cross, jnp.sum(Yc * Yc, axis=0), X_train.shape[0], Xte, y_mean, alphas
+    gram, cross, sum_squares, n_train, Xte, y_mean, alphas, solver=solver
   )
 
 
