@@ -16,6 +16,14 @@ A score of model ``M`` on benchmark ``B`` becomes two files in
   neuroid)``; for ridge, the chosen penalties ``alpha (layer, split,
   neuroid)``.
 
+A time-binned score (``jaxscore.time_bins``) is written by
+``write_time_binned``: each bin as an ordinary result of the bin's benchmark
+``<B>.t<start>-<end>``, plus ``<directory>/<B>/<M>.json`` with
+``format_version``, ``model``, ``benchmark``, ``benchmark_version`` and
+``time_bins``, a list of ``{time_bin, start, end, benchmark, ceiling,
+best_layer, raw, raw_error, ceiled, result}`` (``result``: the bin's JSON,
+relative to ``directory``).
+
 Each file is written to a temporary name in the same folder and renamed, so a
 crash never leaves a truncated result and a reader never sees a partial one.
 """
@@ -38,6 +46,7 @@ import xarray as xr
 
 from jaxscore.benchmark import BenchmarkScore
 from jaxscore.rsa_benchmark import RSABenchmarkScore
+from jaxscore.time_bins import TimeBinnedScore
 
 FORMAT_VERSION = 1
 
@@ -245,3 +254,49 @@ def _atomic(target: Path, write_to) -> None:
   finally:
     if os.path.exists(tmp):
       os.unlink(tmp)
+
+
+def write_time_binned(
+  score: TimeBinnedScore,
+  *,
+  model: str,
+  directory: Path,
+  run: dict[str, Any],
+) -> Path:
+  """Writes every bin's result and the per-bin summary; returns the summary."""
+  check_label(model)
+  entries = []
+  for label, start, end, bin_score in zip(
+    score.bins, score.starts, score.ends, score.scores, strict=True
+  ):
+    path = write(bin_score, model=model, directory=directory, run=run)
+    best = bin_score.best
+    ceiling = bin_score.ceiling
+    entries.append(
+      {
+        "time_bin": label,
+        "start": start,
+        "end": end,
+        "benchmark": bin_score.benchmark,
+        "ceiling": None if ceiling is None else ceiling.summary.center,
+        "best_layer": best.layer,
+        "raw": best.raw.center,
+        "raw_error": best.raw.error,
+        "ceiled": best.ceiled,
+        "result": str(path.relative_to(directory)),
+      }
+    )
+  summary = {
+    "format_version": FORMAT_VERSION,
+    "model": model,
+    "benchmark": score.benchmark,
+    "benchmark_version": score.version,
+    "time_bins": entries,
+    "run": _run_info(run),
+  }
+  folder = Path(directory) / score.benchmark
+  folder.mkdir(parents=True, exist_ok=True)
+  target = folder / f"{model}.json"
+  text = json.dumps(summary, indent=2) + "\n"
+  _atomic(target, lambda p: Path(p).write_text(text))
+  return target

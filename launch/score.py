@@ -11,6 +11,17 @@ With ``--features=FILE.npz`` the model is not run: the file holds one array
 per layer, ``(n_stimuli, ...)``, plus a ``stimulus_id`` array of strings
 naming the rows, and ``--model`` only labels the result.
 
+Your own recordings, without writing code: ``--responses=R.npy`` (neurons x
+images x repeats, NaN for missing repeats, or neurons x images) with
+``--images=DIR_OR_ZIP`` and optionally ``--labels=L.csv`` replaces
+``--benchmark`` (exactly one of the two)::
+
+  python -m launch.score --model=tiny_cnn --responses=R.npy --images=imgs.zip \
+      --labels=labels.csv --visual_degrees=8 --metric=pls
+
+Response column j is the j-th row of the labels CSV when one is given, else
+the j-th image file name in sorted order (see ``jaxscore.data.own``).
+
 ``--bootstrap=N`` adds N-resample confidence intervals (test stimuli and
 neuroids resampled; the ceiling too) to a regression benchmark's table.
 ``--compare=OTHER`` also scores model OTHER and tests the difference between
@@ -31,7 +42,9 @@ import benchmarks
 import models
 from jaxscore import results, scoring, uncertainty
 from jaxscore.benchmark import BenchmarkScore, LayerScore, NeuralBenchmark
+from jaxscore.data import own
 from jaxscore.rsa_benchmark import RSABenchmarkScore, RSALayerScore
+from launch import common
 
 _MODEL = flags.DEFINE_string(
   "model", None, "Model name (see models.MODELS), or a label with --features."
@@ -42,33 +55,56 @@ _BENCHMARK = flags.DEFINE_string(
 _FEATURES = flags.DEFINE_string(
   "features", None, "An .npz of precomputed features to score instead of a model."
 )
-_LAYERS = flags.DEFINE_list("layers", None, "Layers to score (default: all).")
+_RESPONSES = flags.DEFINE_string(
+  "responses",
+  None,
+  "Your own data instead of --benchmark: a .npy of (neurons, images, repeats) "
+  "with NaN for missing repeats, or (neurons, images).",
+)
+_IMAGES = flags.DEFINE_string(
+  "images",
+  None,
+  "With --responses: a folder or .zip of the images. Response column j is the "
+  "j-th file name in sorted order, unless --labels gives the order.",
+)
+_LABELS = flags.DEFINE_string(
+  "labels",
+  None,
+  "With --responses: a CSV with a filename (or stimulus_id = file name without "
+  "extension) column and a label column; its rows give the image order and the "
+  "labels stratify the splits.",
+)
+_VISUAL_DEGREES = flags.DEFINE_float(
+  "visual_degrees", 8.0, "With --responses: visual angle the images spanned."
+)
+_METRIC = flags.DEFINE_enum(
+  "metric", "pls", list(own.METRICS), "With --responses: how to compare."
+)
 _RESULTS_DIR = flags.DEFINE_string("results_dir", "results", "Where to write.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
-_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "float64"], "Compute dtype.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the model's random init, if any.")
 _BOOTSTRAP = flags.DEFINE_integer(
   "bootstrap", 0, "Bootstrap resamples for confidence intervals (0: none)."
 )
 _COMPARE = flags.DEFINE_string(
   "compare", None, "A second model to compare with, on the same resamples."
 )
-flags.mark_flags_as_required(["model", "benchmark"])
+_OWN_ONLY = ("images", "labels", "visual_degrees", "metric")
 
 
 def main(argv):
   del argv
   start = time.perf_counter()
   # Everything that can be refused is refused before any work is done.
+  if _MODEL.value is None:
+    raise app.UsageError("--model is required (a name from models.MODELS).")
   try:
-    scoring.resolve_dtype(_DTYPE.value)
+    scoring.resolve_dtype(common.DTYPE.value)
     results.check_label(_MODEL.value)
     for name in (None if _FEATURES.value else _MODEL.value, _COMPARE.value):
       if name is not None and name not in models.MODELS:
         models.load_model(name)  # raises, listing the valid names
     if _BOOTSTRAP.value < 0 or _BOOTSTRAP.value == 1:
       raise ValueError(f"--bootstrap must be 0 or at least 2, got {_BOOTSTRAP.value}.")
-    benchmark = benchmarks.load_benchmark(_BENCHMARK.value)
+    benchmark = load_benchmark_from_flags()
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   regression = isinstance(benchmark, NeuralBenchmark)
@@ -79,12 +115,12 @@ def main(argv):
     )
   logging.info("Loaded %s: %d stimuli.", benchmark.identifier, benchmark.n_stimuli)
   if _FEATURES.value:
-    ids, features = read_features(_FEATURES.value, _LAYERS.value)
+    ids, features = read_features(_FEATURES.value, common.LAYERS.value)
     score = benchmark.score_features(
-      features, stimulus_ids=ids, dtype=_DTYPE.value, on_layer=_log_layer
+      features, stimulus_ids=ids, dtype=common.DTYPE.value, on_layer=_log_layer
     )
   else:
-    score = score_model(benchmark, _MODEL.value, _LAYERS.value)
+    score = score_model(benchmark, _MODEL.value, common.LAYERS.value)
   extra = results.Extra()
   if _BOOTSTRAP.value:
     intervals, ceiling_interval = uncertainty.bootstrap(
@@ -108,7 +144,7 @@ def main(argv):
     score,
     model=_MODEL.value,
     directory=_RESULTS_DIR.value,
-    run={"wall_seconds": round(wall, 2), "dtype": _DTYPE.value},
+    run={"wall_seconds": round(wall, 2), "dtype": common.DTYPE.value},
     extra=extra,
   )
   print(format_table(score, model=_MODEL.value, extra=extra))
@@ -117,9 +153,32 @@ def main(argv):
   print(f"wall time {wall:.1f} s; results in {path}")
 
 
+def load_benchmark_from_flags():
+  """The named benchmark of --benchmark, or one built from --responses."""
+  if (_BENCHMARK.value is None) == (_RESPONSES.value is None):
+    raise ValueError(
+      "Pass exactly one of --benchmark (a named benchmark) and --responses "
+      "(your own recordings, with --images)."
+    )
+  if _BENCHMARK.value is not None:
+    given = [f"--{n}" for n in _OWN_ONLY if flags.FLAGS[n].present]
+    if given:
+      raise ValueError(f"{', '.join(given)} apply only with --responses.")
+    return benchmarks.load_benchmark(_BENCHMARK.value)
+  if _IMAGES.value is None:
+    raise ValueError("--responses needs --images=FOLDER_OR_ZIP of the images shown.")
+  return own.load_benchmark(
+    _RESPONSES.value,
+    _IMAGES.value,
+    _LABELS.value,
+    metric=_METRIC.value,
+    visual_degrees=_VISUAL_DEGREES.value,
+  )
+
+
 def score_model(benchmark, name: str, layers: list[str] | None):
   """Loads model ``name`` and scores it, with a progress bar."""
-  model = models.load_model(name, key=jax.random.key(_SEED.value))
+  model = models.load_model(name, key=jax.random.key(common.SEED.value))
   unknown = sorted(set(layers or ()) - set(model.layers))
   if unknown:
     raise app.UsageError(
@@ -136,8 +195,8 @@ def score_model(benchmark, name: str, layers: list[str] | None):
   return benchmark.score_model(
     model,
     layers=layers,
-    batch_size=_BATCH_SIZE.value,
-    dtype=_DTYPE.value,
+    batch_size=common.BATCH_SIZE.value,
+    dtype=common.DTYPE.value,
     progress=progress,
     on_layer=_log_layer,
   )
@@ -261,4 +320,5 @@ def format_rsa_table(score: RSABenchmarkScore, *, model: str) -> str:
 
 
 if __name__ == "__main__":
+  flags.mark_flags_as_required(["model"])
   app.run(main)

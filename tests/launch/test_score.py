@@ -1,19 +1,25 @@
 """The score entry point, end to end on the real V4 benchmark."""
 
+import io
 import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+import scipy.stats
 import xarray as xr
 from absl import app, flags
+from PIL import Image
 
 import benchmarks
 import models
+from jaxscore import activations
+from jaxscore.data import own
 from launch import score
 
 
@@ -180,3 +186,117 @@ def test_bootstrap_and_comparison_through_the_command(run_main, capsys):
 def test_bootstrap_is_refused_for_rdm_benchmarks(run_main):
   with pytest.raises(app.UsageError, match="jackknife"):
     run_main(model="tiny_cnn", benchmark="kriegeskorte2008.mIT-rsa", bootstrap=100)
+
+
+@pytest.fixture
+def own_data(tmp_path):
+  """40 small images in a zip, labels in reversed order, and trials that are
+  a linear function of tiny_cnn's pool layer (seed 0) plus noise."""
+  rng = np.random.default_rng(3)
+  names = [f"im{k:02d}.png" for k in range(40)]
+  images = [rng.integers(0, 256, size=(24, 24, 3), dtype=np.uint8) for _ in names]
+  with zipfile.ZipFile(tmp_path / "images.zip", "w") as archive:
+    for name, image in zip(names, images, strict=True):
+      buffer = io.BytesIO()
+      Image.fromarray(image).save(buffer, format="PNG")
+      archive.writestr(name, buffer.getvalue())
+  order = names[::-1]  # the CSV, not the file names, gives the response order
+  (tmp_path / "labels.csv").write_text(
+    "filename,object_name\n"
+    + "".join(f"{n},{'ab'[k % 2]}\n" for k, n in enumerate(order))
+  )
+  model = models.load_model("tiny_cnn", key=jax.random.key(0))
+  by_name = dict(zip(names, images, strict=True))
+  pool = activations.extract(
+    model, [by_name[n] for n in order], source_degrees=8.0, layers=["pool"]
+  )["pool"]
+  pool = pool - pool.mean(0)  # unscaled: PLS weighs features by their variance
+  weights = rng.normal(size=(pool.shape[1], 2)) @ rng.normal(size=(2, 6))
+  signal = (pool @ weights).T  # (6 neurons, 40)
+  trials = signal[:, :, None] + 0.2 * signal.std() * rng.normal(size=(6, 40, 3))
+  trials[:, 5, 2] = np.nan  # image 5 shown twice only
+  np.save(tmp_path / "resp.npy", trials)
+  np.save(tmp_path / "mean.npy", np.nanmean(trials, axis=2))
+  return tmp_path
+
+
+def _run_own(tmp_path, **values):
+  argv = ["score"] + [f"--{k}={v}" for k, v in values.items()]
+  argv.append(f"--results_dir={tmp_path / 'results'}")
+  flags.FLAGS.unparse_flags()
+  try:
+    flags.FLAGS(argv)
+    score.main([])
+  finally:
+    flags.FLAGS.unparse_flags()
+
+
+@pytest.mark.slow
+def test_own_data_from_the_command_line(own_data, capsys):
+  _run_own(
+    own_data,
+    model="tiny_cnn",
+    responses=own_data / "resp.npy",
+    images=own_data / "images.zip",
+    labels=own_data / "labels.csv",
+    layers="conv1,pool",
+  )
+  out = capsys.readouterr().out
+  assert "own.resp-pls" in out and "ceiling" in out
+  result = json.loads((own_data / "results/own.resp-pls/tiny_cnn.json").read_text())
+  layers = {s["layer"]: s for s in result["layers"]}
+  assert result["best_layer"] == "pool"
+  assert layers["pool"]["raw"] > 0.85  # the planted map
+  assert 0.9 < result["ceiling"]["center"] < 1.0
+  # the same number from the library, with the rows named by the CSV's order
+  benchmark = own.load_benchmark(
+    own_data / "resp.npy", own_data / "images.zip", own_data / "labels.csv"
+  )
+  model = models.load_model("tiny_cnn", key=jax.random.key(0))
+  images = benchmark.stimuli.subset(benchmark.stimulus_ids).images
+  pool = activations.extract(model, images, source_degrees=8.0, layers=["pool"])
+  direct = benchmark.score_features(pool, stimulus_ids=benchmark.stimulus_ids)
+  assert benchmark.stimulus_ids[0] == "im39"
+  assert layers["pool"]["raw"] == pytest.approx(direct.layers[0].raw.center)
+
+  _run_own(
+    own_data,
+    model="tiny_cnn",
+    responses=own_data / "mean.npy",
+    images=own_data / "images.zip",
+    labels=own_data / "labels.csv",
+    layers="pool",
+    metric="rsa",
+  )
+  out = capsys.readouterr().out
+  assert "No ceiling" in out
+  result = json.loads((own_data / "results/own.mean-rsa/tiny_cnn.json").read_text())
+  assert result["ceiling"] is None
+  # Spearman r of the two correlation-distance RDMs' upper triangles (SciPy)
+  upper = np.triu_indices(40, 1)
+  brain = 1 - np.corrcoef(np.load(own_data / "mean.npy").T)[upper]
+  layer = 1 - np.corrcoef(pool["pool"].astype(np.float64))[upper]
+  expected = scipy.stats.spearmanr(brain, layer).statistic
+  assert result["layers"][0]["raw"] == pytest.approx(expected, abs=1e-3)
+
+
+def test_own_data_flags_are_checked_before_any_work(own_data):
+  given = {"model": "tiny_cnn", "responses": own_data / "resp.npy"}
+  with pytest.raises(app.UsageError, match="needs --images"):
+    _run_own(own_data, **given)
+  with pytest.raises(app.UsageError, match="exactly one of --benchmark"):
+    _run_own(own_data, **given, benchmark="cowley2023.V4-pls")
+  with pytest.raises(app.UsageError, match="exactly one of --benchmark"):
+    _run_own(own_data, model="tiny_cnn")
+  with pytest.raises(app.UsageError, match="--metric apply only with --responses"):
+    _run_own(own_data, model="tiny_cnn", benchmark="cowley2023.V4-pls", metric="rsa")
+  np.save(own_data / "cut.npy", np.load(own_data / "mean.npy")[:, :39])
+  with pytest.raises(app.UsageError, match=r"responses to 39 images .* there are 40"):
+    _run_own(
+      own_data,
+      model="tiny_cnn",
+      responses=own_data / "cut.npy",
+      images=own_data / "images.zip",
+    )
+  with pytest.raises(app.UsageError, match="not images"):  # the folder holds .npy
+    _run_own(own_data, **given, images=own_data)
