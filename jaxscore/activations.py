@@ -166,3 +166,84 @@ def _forward(apply, layers: tuple[str, ...]):
     return {name: outputs[name] for name in layers}
 
   return jax.jit(run)
+
+
+def extract_into(
+  model: VisionModel,
+  images: Sequence[np.ndarray],
+  *,
+  source_degrees: float,
+  allocate: Callable[[str, tuple[int, int]], np.ndarray],
+  layers: Sequence[str] | None = None,
+  batch_size: int = 32,
+  progress: Callable[[int], None] | None = None,
+) -> dict[str, np.ndarray]:
+  """Like ``extract``, but writes each batch's rows straight into ``allocate``d
+  arrays, so that no layer is ever held whole in memory by this function.
+
+  With ``allocate`` returning memory maps on disk (``np.lib.format.open_memmap``,
+  as ``jaxscore.cache`` does), peak memory is one batch of every layer plus
+  what the finiteness check of one layer reads, whatever the network's depth.
+
+  Args:
+    model: the model.
+    images: (n_stimuli,) uint8 RGB stimuli.
+    source_degrees: visual angle the stimuli spanned in the experiment.
+    allocate: ``allocate(layer, (n_stimuli, n_features))`` returns a writable
+      float32 array of that shape; called once per layer, after the first batch.
+    layers: layers to keep, default ``model.layers``.
+    batch_size: images per forward pass.
+    progress: called with the number of images done after each batch.
+
+  Returns:
+    ``{layer: the allocated array, filled}`` in the order of ``layers``.
+
+  Raises:
+    ValueError: an unknown layer, a wrongly shaped allocation, or a layer with
+      NaN or infinite values.
+  """
+  layers = tuple(model.layers if layers is None else layers)
+  unknown = [name for name in layers if name not in model.layers]
+  if unknown:
+    raise ValueError(
+      f"Model {model.name!r} has no layers {unknown}; its layers are "
+      f"{', '.join(model.layers)}."
+    )
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+  forward = _forward(model.apply, layers)
+  n_stimuli = len(images)
+  features: dict[str, np.ndarray] = {}
+  for start in range(0, n_stimuli, batch_size):
+    batch = preprocess(
+      images[start : start + batch_size], model, source_degrees=source_degrees
+    )
+    n_real = len(batch)
+    if n_real < batch_size:  # pad so that every batch has one shape
+      pad = np.repeat(batch[-1:], batch_size - n_real, axis=0)
+      batch = np.concatenate([batch, pad])
+    outputs = forward(model.variables, batch)
+    for name in layers:
+      rows = np.asarray(outputs[name])[:n_real].reshape(n_real, -1)
+      if name not in features:
+        shape = (n_stimuli, rows.shape[1])
+        features[name] = allocate(name, shape)
+        if features[name].shape != shape:
+          raise ValueError(
+            f"allocate returned shape {features[name].shape} for layer "
+            f"{name!r}; expected {shape}."
+          )
+      features[name][start : start + n_real] = rows
+    del outputs
+    if progress is not None:
+      progress(start + n_real)
+  for name in layers:
+    _check_finite_rows(features[name], f"layer {name!r} of model {model.name!r}")
+  return features
+
+
+def _check_finite_rows(features: np.ndarray, what: str, block: int = 64) -> None:
+  """``check_finite`` a block of rows at a time (memory maps stay on disk)."""
+  for start in range(0, len(features), block):
+    if not np.isfinite(features[start : start + block]).all():
+      check_finite(np.asarray(features), what)  # raises, with the details

@@ -37,6 +37,8 @@ import struct
 import zipfile
 from collections.abc import Mapping
 
+import jax
+import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 
@@ -334,3 +336,102 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
       f"Could not read {os.fspath(path)!r} as a PyTorch state dict: {error}"
     ) from error
   return state_dict
+
+
+# --- from a state dict to the Flax variables of a zoo model --------------------
+
+# Flax leaf name -> PyTorch tensor name, per variable collection. Any other
+# parameter (a ViT's ``class_token``, ``in_proj_weight`` ...) keeps its name
+# and its layout.
+_TORCH_LEAF_NAMES = {
+  "params": {"kernel": "weight", "scale": "weight", "bias": "bias"},
+  "batch_stats": {"mean": "running_mean", "var": "running_var"},
+}
+# Buffers PyTorch saves that have no Flax counterpart.
+_IGNORED_SUFFIXES = ("num_batches_tracked",)
+
+
+def _torch_leaf(path: tuple[str, ...], ndim: int) -> tuple[str, tuple[int, ...]]:
+  """The PyTorch name of the Flax variable at ``path``, and the axis order.
+
+  ``path`` is (collection, module, ..., leaf), with module names that are
+  PyTorch module paths. Returns the tensor name and the permutation that turns
+  the PyTorch tensor into the Flax array: convolution kernels OIHW -> HWIO,
+  linear kernels (out, in) -> (in, out), everything else unchanged.
+  """
+  collection, *modules, leaf = path
+  names = _TORCH_LEAF_NAMES.get(collection)
+  if names is None:
+    raise ValueError(f"Variable collection {collection!r} has no PyTorch layout.")
+  torch_leaf = names.get(leaf, leaf)
+  order = tuple(range(ndim))
+  if collection == "params" and leaf == "kernel":
+    order = {4: (2, 3, 1, 0), 2: (1, 0)}.get(ndim, order)
+  return ".".join([*modules, torch_leaf]), order
+
+
+def _strip_data_parallel(state_dict: Mapping[str, np.ndarray]) -> dict:
+  """Drops the ``module.`` prefix ``DataParallel`` puts on every name."""
+  if state_dict and all(name.startswith("module.") for name in state_dict):
+    return {name[len("module.") :]: value for name, value in state_dict.items()}
+  return dict(state_dict)
+
+
+def variables_from_torch(
+  state_dict: Mapping[str, np.ndarray], target, *, architecture: str = "the model"
+) -> dict:
+  """A PyTorch ``state_dict`` as the Flax variables shaped like ``target``.
+
+  Flax module names in the zoo are PyTorch module paths, so the tensor for the
+  Flax variable ``params/layer1.0/conv1/kernel`` is ``layer1.0.conv1.weight``.
+  Kernels are permuted (convolutions OIHW -> HWIO, linear layers transposed),
+  batch norm's ``weight``/``bias`` become ``scale``/``bias`` and its
+  ``running_mean``/``running_var`` the ``batch_stats`` ``mean``/``var``;
+  ``num_batches_tracked`` counters are ignored, and a ``module.`` prefix on
+  every name (from ``DataParallel``) is stripped.
+
+  Args:
+    state_dict: ``{PyTorch name: array}``, e.g. from ``load_state_dict``.
+    target: the model's variables, or their ``jax.ShapeDtypeStruct``s; gives
+      the structure, the shapes and the dtypes.
+    architecture: name used in error messages.
+
+  Returns:
+    A tree like ``target`` of arrays of ``target``'s dtypes.
+
+  Raises:
+    ValueError: a tensor is missing, has the wrong shape, or is left unused.
+  """
+  state_dict = _strip_data_parallel(state_dict)
+  used = set()
+
+  def convert(key_path, leaf):
+    path = tuple(str(key.key) for key in key_path)
+    name, order = _torch_leaf(path, len(leaf.shape))
+    flax_path = "/".join(path)
+    if name not in state_dict:
+      raise ValueError(
+        f"The state dict has no {name!r}, which {architecture} needs for "
+        f"{flax_path} (PyTorch shape "
+        f"{tuple(leaf.shape[i] for i in np.argsort(order))})."
+      )
+    value = np.asarray(state_dict[name])
+    expected = tuple(leaf.shape[i] for i in np.argsort(order))
+    if value.shape != expected:
+      raise ValueError(
+        f"State dict tensor {name!r} (for {flax_path}) has shape {value.shape}, "
+        f"but {architecture} expects {expected}."
+      )
+    used.add(name)
+    return jnp.asarray(np.transpose(value, order).astype(leaf.dtype))
+
+  variables = jax.tree_util.tree_map_with_path(convert, target)
+  unused = sorted(
+    name for name in set(state_dict) - used if not name.endswith(_IGNORED_SUFFIXES)
+  )
+  if unused:
+    raise ValueError(
+      f"The state dict has {len(unused)} tensors {architecture} does not use, "
+      f"e.g. {unused[:5]}; is it the weight file of another architecture?"
+    )
+  return variables
