@@ -87,6 +87,18 @@ _BOOTSTRAP = flags.DEFINE_integer(
 _COMPARE = flags.DEFINE_string(
   "compare", None, "A second model to compare with, on the same resamples."
 )
+_COORDINATOR = flags.DEFINE_string(
+  "coordinator_address",
+  None,
+  "Multi-host: host:port of process 0; every process runs this same command "
+  "with its own --process_id and they share the bootstrap resamples.",
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+  "num_processes", None, "Multi-host: how many processes take part."
+)
+_PROCESS_ID = flags.DEFINE_integer(
+  "process_id", None, "Multi-host: this process's index, 0 to num_processes - 1."
+)
 _OWN_ONLY = ("images", "labels", "visual_degrees", "metric")
 
 
@@ -96,6 +108,7 @@ def main(argv):
   # Everything that can be refused is refused before any work is done.
   if _MODEL.value is None:
     raise app.UsageError("--model is required (a name from models.MODELS).")
+  start_processes()
   try:
     scoring.resolve_dtype(common.DTYPE.value)
     results.check_label(_MODEL.value)
@@ -140,6 +153,8 @@ def main(argv):
       extra, comparison={"model": _COMPARE.value, **dataclasses.asdict(comparison)}
     )
   wall = time.perf_counter() - start
+  if jax.process_index() != 0:
+    return  # process 0 writes and prints; every process holds the same numbers
   path = results.write(
     score,
     model=_MODEL.value,
@@ -151,6 +166,39 @@ def main(argv):
   if comparison is not None:
     print(format_comparison(comparison, _MODEL.value, _COMPARE.value))
   print(f"wall time {wall:.1f} s; results in {path}")
+
+
+def start_processes() -> None:
+  """Joins JAX's multi-process runtime when --coordinator_address is given.
+
+  Each process scores the model itself (the same numbers on every host);
+  the bootstrap's resamples are spread over the devices of all processes and
+  gathered on each (``jaxscore.kernels.bootstrap.resample_devices``).
+  """
+  given = [f.name for f in (_NUM_PROCESSES, _PROCESS_ID) if f.value is not None]
+  if _COORDINATOR.value is None:
+    if given:
+      raise app.UsageError(f"--{given[0]} needs --coordinator_address.")
+    return
+  if len(given) != 2:
+    raise app.UsageError(
+      "--coordinator_address needs --num_processes and --process_id too."
+    )
+  if not 0 <= _PROCESS_ID.value < _NUM_PROCESSES.value:
+    raise app.UsageError(
+      f"--process_id must be in [0, {_NUM_PROCESSES.value}), got {_PROCESS_ID.value}."
+    )
+  jax.distributed.initialize(
+    _COORDINATOR.value,
+    num_processes=_NUM_PROCESSES.value,
+    process_id=_PROCESS_ID.value,
+  )
+  logging.info(
+    "Process %d of %d; %d devices in all.",
+    jax.process_index(),
+    jax.process_count(),
+    len(jax.devices()),
+  )
 
 
 def load_benchmark_from_flags():
@@ -320,5 +368,4 @@ def format_rsa_table(score: RSABenchmarkScore, *, model: str) -> str:
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["model"])
   app.run(main)

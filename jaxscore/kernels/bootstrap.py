@@ -34,6 +34,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.extend.random import threefry_2x32
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -149,8 +150,29 @@ def draw_ceiling(
 # Chunks and devices
 
 
+def resample_devices() -> list:
+  """The devices resamples are spread over: every device of every process.
+
+  In one process these are its local devices. After
+  ``jax.distributed.initialize`` they are all hosts' devices, and each
+  process computes the blocks of indices that fall on its own devices.
+  """
+  return jax.devices()
+
+
+def gather(samples):
+  """``samples`` whole on every process (a no-op in a single process).
+
+  A result sharded over several processes' devices is only partly held by
+  each; ``process_allgather`` assembles the whole of it on every host.
+  """
+  if jax.process_count() == 1:
+    return samples
+  return jnp.asarray(multihost_utils.process_allgather(samples, tiled=True))
+
+
 def shard_resamples(fn, indices, *operands, devices=None):
-  """Runs ``fn`` on each local device's share of the resample indices.
+  """Runs ``fn`` on each device's share of the resample indices.
 
   Args:
     fn: ``fn(indices, *operands) -> pytree`` of arrays with a leading axis as
@@ -158,15 +180,16 @@ def shard_resamples(fn, indices, *operands, devices=None):
       contiguous block of indices.
     indices: (n,) resample indices; n must be a multiple of the device count.
     *operands: arrays every device needs whole (replicated).
-    devices: devices of the 1-D mesh; default all local devices.
+    devices: devices of the 1-D mesh; default ``resample_devices()``.
 
   Returns:
     ``fn``'s pytree over all n indices, sharded along the leading axis with a
-    ``NamedSharding`` over the mesh axis ``"resamples"``. With one device this
-    is ``fn(indices, *operands)``. Because a resample's draw depends only on
-    its index, the numbers do not depend on the device count.
+    ``NamedSharding`` over the mesh axis ``"resamples"`` (across processes
+    after ``jax.distributed.initialize``: ``gather`` it). With one device
+    this is ``fn(indices, *operands)``. Because a resample's draw depends
+    only on its index, the numbers do not depend on the device count.
   """
-  devices = jax.local_devices() if devices is None else list(devices)
+  devices = resample_devices() if devices is None else list(devices)
   if len(devices) == 1:
     return fn(indices, *operands)
   if indices.shape[0] % len(devices):
@@ -196,7 +219,7 @@ def _layout(n_boot, chunk_size):
   for name, value in (("n_boot", n_boot), ("chunk_size", chunk_size)):
     if not isinstance(value, int | np.integer) or value < 1:
       raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-  n_devices = len(jax.local_devices())
+  n_devices = len(resample_devices())
   n_blocks = max(2, -(-int(min(chunk_size, n_boot)) // RESAMPLE_BLOCK))
   chunk_size = n_blocks * RESAMPLE_BLOCK
   return -(-n_boot // (chunk_size * n_devices)), chunk_size
@@ -215,7 +238,7 @@ def _map_resamples(draw, compute, operands, *, n_chunks, chunk_size):
   XLA inlines a loop of one step, and a matmul outside any loop ran with
   other rounding here (jax 0.10, CPU): hence at least two blocks per chunk.
   """
-  n_devices = len(jax.local_devices())
+  n_devices = len(resample_devices())
   indices = jnp.arange(n_chunks * chunk_size * n_devices, dtype=jnp.uint32)
   not_mapped = tuple(None for _ in operands)
   draw_all = jax.vmap(draw, in_axes=(0, *not_mapped))
@@ -447,7 +470,7 @@ def test_set_bootstrap(
     chunk_size=chunk_size,
     resample_neuroids=bool(resample_neuroids),
   )
-  return scores[:n_boot, 0]
+  return gather(scores)[:n_boot, 0]
 
 
 def paired_difference(
@@ -489,6 +512,7 @@ def paired_difference(
     chunk_size=chunk_size,
     resample_neuroids=bool(resample_neuroids),
   )
+  scores = gather(scores)
   return scores[:n_boot, 0] - scores[:n_boot, 1]
 
 
@@ -711,7 +735,7 @@ def ceiling_bootstrap(
     chunk_size=chunk_size,
     resample_neuroids=bool(resample_neuroids),
   )
-  return samples[:n_boot]
+  return gather(samples)[:n_boot]
 
 
 @jax.jit

@@ -114,7 +114,7 @@ def _refit_distribution(
     batch = jax.vmap(one_resample, in_axes=(0, None))
     return jax.lax.map(lambda chunk: batch(chunk, ops), chunks).reshape(-1)
 
-  n_devices = len(jax.local_devices())
+  n_devices = len(bootstrap_lib.resample_devices())
   indices = jnp.arange(n_chunks * chunk_size * n_devices, dtype=jnp.uint32)
   operands = (Xg, Yg, y_all, train, test, alphas, key)
   return bootstrap_lib.shard_resamples(run_chunks, indices, *operands)
@@ -211,7 +211,7 @@ def refit_bootstrap(
     if not isinstance(value, int | np.integer) or value < 1:
       raise ValueError(f"{name} must be a positive integer, got {value!r}.")
   chunk_size = int(min(chunk_size, n_boot))
-  n_devices = len(jax.local_devices())
+  n_devices = len(bootstrap_lib.resample_devices())
   n_chunks = -(-n_boot // (chunk_size * n_devices))
   alphas = jnp.asarray(alphas, features.dtype)
   scores = _refit_distribution(
@@ -226,4 +226,4 @@ def refit_bootstrap(
     resample_neuroids=bool(resample_neuroids),
     solver=resolve_solver(solver),
   )
-  return scores[:n_boot]
+  return bootstrap_lib.gather(scores)[:n_boot]

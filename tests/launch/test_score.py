@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import zipfile
@@ -300,3 +301,87 @@ def test_own_data_flags_are_checked_before_any_work(own_data):
     )
   with pytest.raises(app.UsageError, match="not images"):  # the folder holds .npy
     _run_own(own_data, **given, images=own_data)
+
+
+def _score_command(*extra):
+  return [
+    sys.executable,
+    "-m",
+    "launch.score",
+    "--model=tiny_cnn",
+    "--benchmark=cowley2023.V4-pls",
+    "--layers=conv3",
+    "--bootstrap=64",
+    *extra,
+  ]
+
+
+@pytest.mark.slow
+def test_two_processes_share_the_bootstrap_and_match_one(tmp_path):
+  """--coordinator_address: two processes (two fake CPU devices each) spread
+  the resamples over four devices; process 0 writes what one process would."""
+  root = Path(__file__).resolve().parents[2]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  processes = [
+    subprocess.Popen(
+      _score_command(
+        f"--results_dir={tmp_path / str(i)}",
+        f"--coordinator_address=127.0.0.1:{port}",
+        "--num_processes=2",
+        f"--process_id={i}",
+      ),
+      cwd=root,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for i in range(2)
+  ]
+  try:
+    logs = [p.communicate(timeout=600)[0] for p in processes]
+  finally:
+    for p in processes:
+      p.kill()
+  for p, log in zip(processes, logs, strict=True):
+    assert p.returncode == 0, log[-3000:]
+  assert "Process 1 of 2; 4 devices in all" in logs[1]
+  assert not (tmp_path / "1").exists()  # only process 0 writes
+  single = subprocess.run(
+    _score_command(f"--results_dir={tmp_path / 'single'}"),
+    cwd=root,
+    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert single.returncode == 0, single.stderr[-3000:]
+  name = Path("cowley2023.V4-pls") / "tiny_cnn.json"
+  two = json.loads((tmp_path / "0" / name).read_text())
+  one = json.loads((tmp_path / "single" / name).read_text())
+  assert two["layers"][0]["interval"] == one["layers"][0]["interval"]
+  assert two["ceiling"]["interval"] == one["ceiling"]["interval"]
+  assert two["layers"][0]["raw"] == one["layers"][0]["raw"]
+
+
+def test_multi_process_flags_are_checked(run_main):
+  with pytest.raises(app.UsageError, match="needs --coordinator_address"):
+    run_main(model="tiny_cnn", benchmark="cowley2023.V4-pls", process_id=0)
+  with pytest.raises(app.UsageError, match="needs --num_processes and --process_id"):
+    run_main(
+      model="tiny_cnn",
+      benchmark="cowley2023.V4-pls",
+      coordinator_address="127.0.0.1:1",
+    )
+  with pytest.raises(app.UsageError, match=r"--process_id must be in \[0, 2\)"):
+    run_main(
+      model="tiny_cnn",
+      benchmark="cowley2023.V4-pls",
+      coordinator_address="127.0.0.1:1",
+      num_processes=2,
+      process_id=2,
+    )
