@@ -87,6 +87,15 @@ _BOOTSTRAP = flags.DEFINE_integer(
 _COMPARE = flags.DEFINE_string(
   "compare", None, "A second model to compare with, on the same resamples."
 )
+_CHECKPOINT = flags.DEFINE_string(
+  "checkpoint", None, "An orbax checkpoint folder of --model's variables."
+)
+_STATE_DICT = flags.DEFINE_string(
+  "state_dict",
+  None,
+  "A PyTorch .pt/.pth state_dict of --model's reference architecture "
+  "(torchvision's AlexNet, VGG, ResNet, ViT; CORnet's), read without torch.",
+)
 _COORDINATOR = flags.DEFINE_string(
   "coordinator_address",
   None,
@@ -115,6 +124,10 @@ def main(argv):
     for name in (None if _FEATURES.value else _MODEL.value, _COMPARE.value):
       if name is not None and name not in models.MODELS:
         models.load_model(name)  # raises, listing the valid names
+    if _FEATURES.value and (_CHECKPOINT.value or _STATE_DICT.value):
+      raise ValueError(
+        "--checkpoint and --state_dict load a model; --features has none."
+      )
     if _BOOTSTRAP.value < 0 or _BOOTSTRAP.value == 1:
       raise ValueError(f"--bootstrap must be 0 or at least 2, got {_BOOTSTRAP.value}.")
     benchmark = load_benchmark_from_flags()
@@ -142,7 +155,7 @@ def main(argv):
     extra = results.Extra(intervals=intervals, ceiling_interval=ceiling_interval)
   comparison = None
   if _COMPARE.value:
-    other = score_model(benchmark, _COMPARE.value, None)
+    other = score_model(benchmark, _COMPARE.value, None, weights=False)
     comparison = uncertainty.compare(
       benchmark,
       (score, score.best.layer),
@@ -224,9 +237,20 @@ def load_benchmark_from_flags():
   )
 
 
-def score_model(benchmark, name: str, layers: list[str] | None):
-  """Loads model ``name`` and scores it, with a progress bar."""
-  model = models.load_model(name, key=jax.random.key(common.SEED.value))
+def score_model(benchmark, name: str, layers: list[str] | None, *, weights=True):
+  """Loads model ``name`` and scores it, with a progress bar.
+
+  ``weights``: take --checkpoint or --state_dict, if given (the model of
+  --compare always has its own weights).
+  """
+  files = {}
+  if weights:
+    files = {"checkpoint": _CHECKPOINT.value, "state_dict": _STATE_DICT.value}
+  try:
+    model = models.load_model(name, key=jax.random.key(common.SEED.value), **files)
+  except (ValueError, FileNotFoundError) as e:
+    flag = "--checkpoint" if _CHECKPOINT.value else "--state_dict"
+    raise app.UsageError(f"{flag}: {e}") from e
   unknown = sorted(set(layers or ()) - set(model.layers))
   if unknown:
     raise app.UsageError(

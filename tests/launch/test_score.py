@@ -22,6 +22,7 @@ import models
 from jaxscore import activations
 from jaxscore.data import own
 from launch import score
+from models import checkpoint
 
 
 @pytest.fixture
@@ -385,3 +386,18 @@ def test_multi_process_flags_are_checked(run_main):
       num_processes=2,
       process_id=2,
     )
+
+
+def test_weights_from_an_orbax_checkpoint(run_main, tmp_path):
+  drawn = models.load_model("tiny_cnn", key=jax.random.key(5))
+  checkpoint.save(tmp_path / "ckpt", drawn.variables)
+  given = {"model": "tiny_cnn", "benchmark": "kriegeskorte2008.mIT-rsa"}
+  from_file, _ = run_main(**given, checkpoint=tmp_path / "ckpt")
+  from_seed, _ = run_main(**given, seed=5)
+  assert [s["raw"] for s in from_file["layers"]] == [
+    s["raw"] for s in from_seed["layers"]
+  ]
+  with pytest.raises(app.UsageError, match="--checkpoint"):
+    run_main(**given, checkpoint=tmp_path / "absent")
+  with pytest.raises(app.UsageError, match="--features has none"):
+    run_main(**given, features="x.npz", state_dict="w.pt")
