@@ -110,37 +110,15 @@ def extract(
   Raises:
     ValueError: an unknown layer, or a layer with NaN or infinite values.
   """
-  layers = tuple(model.layers if layers is None else layers)
-  unknown = [name for name in layers if name not in model.layers]
-  if unknown:
-    raise ValueError(
-      f"Model {model.name!r} has no layers {unknown}; its layers are "
-      f"{', '.join(model.layers)}."
-    )
-  if batch_size < 1:
-    raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-  forward = _forward(model.apply, layers)
-  n_stimuli = len(images)
-  chunks: dict[str, list[np.ndarray]] = {name: [] for name in layers}
-  for start in range(0, n_stimuli, batch_size):
-    batch = preprocess(
-      images[start : start + batch_size], model, source_degrees=source_degrees
-    )
-    n_real = len(batch)
-    if n_real < batch_size:  # pad so that every batch has one shape
-      pad = np.repeat(batch[-1:], batch_size - n_real, axis=0)
-      batch = np.concatenate([batch, pad])
-    outputs = forward(model.variables, batch)
-    for name in layers:
-      chunks[name].append(np.asarray(outputs[name])[:n_real])
-    if progress is not None:
-      progress(start + n_real)
-  features = {}
-  for name in layers:
-    values = np.concatenate(chunks[name]).reshape(n_stimuli, -1)
-    check_finite(values, f"layer {name!r} of model {model.name!r}")
-    features[name] = values
-  return features
+  return extract_into(
+    model,
+    images,
+    source_degrees=source_degrees,
+    allocate=lambda _, shape: np.empty(shape, np.float32),
+    layers=layers,
+    batch_size=batch_size,
+    progress=progress,
+  )
 
 
 def check_finite(features: np.ndarray, what: str) -> None:

@@ -150,7 +150,8 @@ def _check_refit_inputs(features, targets, train, test):
       f"index arrays, got shapes {tuple(train.shape)} and {tuple(test.shape)}."
     )
   if features.shape[1] > train.shape[1]:
-    # TODO: a dual (stimulus Gram) form, K_w = C^1/2 K C^1/2, would lift this.
+    # NOTE: wide layers wait on a dual (stimulus Gram) form of the weighted
+    # fit, K_w = C^1/2 K C^1/2; until then they are refused here.
     raise ValueError(
       f"refit_bootstrap needs n_features <= n_train, got {features.shape[1]} "
       f"features and {train.shape[1]} training stimuli; reduce the layer "
