@@ -121,17 +121,32 @@ def extract(
   )
 
 
-def check_finite(features: np.ndarray, what: str) -> None:
-  """Raises ValueError naming ``what`` when ``features`` has NaN or inf."""
-  finite = np.isfinite(features)
-  if not finite.all():
-    n_bad = int(features.size - finite.sum())
-    rows = np.nonzero(~finite.all(axis=tuple(range(1, features.ndim))))[0]
+def check_finite(features: np.ndarray, what: str, *, block: int = 256) -> None:
+  """Raises ValueError naming ``what`` when ``features`` has NaN or inf.
+
+  Reads ``block`` rows at a time, so a memory-mapped layer is checked without
+  a whole-layer temporary.
+  """
+  n_bad, bad_rows = 0, []
+  for start in range(0, len(features), block):
+    rows = np.asarray(features[start : start + block])
+    finite = np.isfinite(rows)
+    if not finite.all():
+      n_bad += int(finite.size - finite.sum())
+      per_row = finite.reshape(len(rows), -1).all(axis=1)
+      bad_rows.append(start + np.flatnonzero(~per_row))
+  if n_bad:
     raise ValueError(
-      f"The activations of {what} hold {n_bad} NaN or infinite values "
-      f"(in {len(rows)} of {len(features)} stimuli, first at index "
-      f"{int(rows[0])}); scoring them would give meaningless numbers."
+      _non_finite_message(what, n_bad, np.concatenate(bad_rows), len(features))
     )
+
+
+def _non_finite_message(what: str, n_bad: int, rows: np.ndarray, n_rows: int) -> str:
+  return (
+    f"The activations of {what} hold {n_bad} NaN or infinite values "
+    f"(in {len(rows)} of {n_rows} stimuli, first at index {int(rows[0])}); "
+    "scoring them would give meaningless numbers."
+  )
 
 
 @functools.lru_cache(maxsize=8)
@@ -192,6 +207,8 @@ def extract_into(
   forward = _forward(model.apply, layers)
   n_stimuli = len(images)
   features: dict[str, np.ndarray] = {}
+  bad_rows: dict[str, list[np.ndarray]] = {name: [] for name in layers}
+  n_bad = dict.fromkeys(layers, 0)
   for start in range(0, n_stimuli, batch_size):
     batch = preprocess(
       images[start : start + batch_size], model, source_degrees=source_degrees
@@ -211,17 +228,20 @@ def extract_into(
             f"allocate returned shape {features[name].shape} for layer "
             f"{name!r}; expected {shape}."
           )
+      finite = np.isfinite(rows)  # checked here, while the rows are in memory
+      if not finite.all():
+        n_bad[name] += int(finite.size - finite.sum())
+        bad_rows[name].append(start + np.flatnonzero(~finite.all(axis=1)))
       features[name][start : start + n_real] = rows
     del outputs
     if progress is not None:
       progress(start + n_real)
   for name in layers:
-    _check_finite_rows(features[name], f"layer {name!r} of model {model.name!r}")
+    if n_bad[name]:
+      rows = np.concatenate(bad_rows[name])
+      raise ValueError(
+        _non_finite_message(
+          f"layer {name!r} of model {model.name!r}", n_bad[name], rows, n_stimuli
+        )
+      )
   return features
-
-
-def _check_finite_rows(features: np.ndarray, what: str, block: int = 64) -> None:
-  """``check_finite`` a block of rows at a time (memory maps stay on disk)."""
-  for start in range(0, len(features), block):
-    if not np.isfinite(features[start : start + block]).all():
-      check_finite(np.asarray(features), what)  # raises, with the details

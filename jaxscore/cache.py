@@ -147,9 +147,10 @@ class ActivationCache:
 
     Args:
       key: the entry's key.
-      fill: ``fill(allocate)`` writes every layer into the arrays that
-        ``allocate(layer, shape)`` returns (memory maps of the layer files),
-        e.g. a ``functools.partial`` of ``activations.extract_into``.
+      fill: ``fill(allocate)`` writes every layer into what
+        ``allocate(layer, shape)`` returns: a ``_RowFile``, which takes
+        ``rows[start:stop] = block`` assignments of float32 rows, e.g. from
+        ``activations.extract_into``.
       layers: the layers ``fill`` will allocate, in order.
 
     If another writer finished the same key meanwhile, its entry is kept (both
@@ -166,18 +167,17 @@ class ActivationCache:
           raise ValueError(
             f"fill allocated layer {layer!r}, which is not in layers {list(layers)}."
           )
-        arrays[layer] = np.lib.format.open_memmap(
-          tmp / files[layer], mode="w+", dtype=np.float32, shape=shape
-        )
+        arrays[layer] = _RowFile(tmp / files[layer], shape)
         return arrays[layer]
 
-      fill(allocate)
+      try:
+        fill(allocate)
+      finally:
+        for array in arrays.values():
+          array.close()
       missing = [name for name in layers if name not in arrays]
       if missing:
         raise ValueError(f"fill never allocated layers {missing}.")
-      for array in arrays.values():
-        array.flush()
-      arrays.clear()  # close the maps before the rename
       (tmp / _MANIFEST).write_text(json.dumps({"files": files}) + "\n")
       try:
         os.rename(tmp, self.path(key))
@@ -186,6 +186,46 @@ class ActivationCache:
           raise
     finally:
       shutil.rmtree(tmp, ignore_errors=True)
+
+
+class _RowFile:
+  """An (n_rows, n_features) float32 ``.npy`` file filled by row blocks.
+
+  ``rows[start:stop] = block`` writes the block at its place with plain file
+  writes. The bytes go through the page cache, which the kernel writes back
+  and reclaims; through a writable memory map they would stay dirty in this
+  process's own resident memory until the map is flushed, every layer of a
+  deep network at once.
+  """
+
+  def __init__(self, path: Path, shape: tuple[int, int]):
+    self.shape = tuple(int(n) for n in shape)
+    self._file = open(path, "wb")  # noqa: SIM115 (closed by close())
+    header = {
+      "descr": np.lib.format.dtype_to_descr(np.dtype("<f4")),
+      "fortran_order": False,
+      "shape": self.shape,
+    }
+    np.lib.format.write_array_header_2_0(self._file, header)
+    self._offset = self._file.tell()
+    self._row_bytes = 4 * self.shape[1]
+    self._file.truncate(self._offset + self.shape[0] * self._row_bytes)
+
+  def __setitem__(self, index: slice, block: np.ndarray) -> None:
+    if not isinstance(index, slice) or index.step not in (None, 1):
+      raise TypeError(f"rows are written by slice, got {index!r}.")
+    start, stop, _ = index.indices(self.shape[0])
+    block = np.ascontiguousarray(block, dtype="<f4")
+    if block.shape != (stop - start, self.shape[1]):
+      raise ValueError(
+        f"a block for rows {start}:{stop} must have shape "
+        f"{(stop - start, self.shape[1])}, got {block.shape}."
+      )
+    self._file.seek(self._offset + start * self._row_bytes)
+    self._file.write(block.data)
+
+  def close(self) -> None:
+    self._file.close()
 
 
 def cached_activations(

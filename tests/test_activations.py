@@ -88,3 +88,15 @@ def test_extract_names_the_layer_with_nan():
 def test_extract_rejects_unknown_layers():
   with pytest.raises(ValueError, match="pixels, pooled"):
     activations.extract(_toy_model(), [_image()], source_degrees=8, layers=["fc9"])
+
+
+def test_check_finite_counts_over_blocks_like_numpy():
+  features = np.random.default_rng(0).standard_normal((50, 3, 4))
+  features[7, 1, 2] = np.nan
+  features[31, 0, 0] = np.inf
+  features[31, 2, 3] = -np.inf
+  with pytest.raises(
+    ValueError, match=r"hold 3 NaN .*\(in 2 of 50 stimuli, first at index 7\)"
+  ):
+    activations.check_finite(features, "layer 'x'", block=8)
+  activations.check_finite(features[:7], "layer 'x'", block=3)  # the clean rows pass

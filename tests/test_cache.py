@@ -179,3 +179,18 @@ def test_wide_streamed_layer_scores_through_the_stimulus_gram(tmp_path, monkeypa
   assert grams == [(60, n_features)] * 2
   np.testing.assert_array_equal(from_disk.layers[0].r, in_memory.layers[0].r)
   assert from_disk.layers[0].raw.center > 0.5
+
+
+def test_row_file_writes_blocks_in_any_order(tmp_path):
+  values = np.random.default_rng(1).standard_normal((10, 6)).astype(np.float32)
+  rows = cache_lib._RowFile(tmp_path / "x.npy", (10, 6))
+  rows[6:10] = values[6:]
+  rows[0:6] = values[:6].astype(np.float64)  # stored as float32
+  with pytest.raises(ValueError, match=r"rows 2:4 must have shape \(2, 6\)"):
+    rows[2:4] = values[:3]
+  with pytest.raises(TypeError, match="by slice"):
+    rows[3] = values[3]
+  rows.close()
+  loaded = np.load(tmp_path / "x.npy", mmap_mode="r")
+  assert loaded.dtype == np.float32 and loaded.shape == (10, 6)
+  np.testing.assert_array_equal(loaded, values)
