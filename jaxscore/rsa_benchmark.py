@@ -430,13 +430,23 @@ class RSABenchmark:
   def _model_rdm(self, aligned: np.ndarray, layer: str, dtype) -> jax.Array:
     """The layer's (n, n) RDM; a stimulus with a constant pattern is an error."""
     model_rdm = kernels.rdm(jnp.asarray(aligned, dtype), metric=self.rdm_metric)
-    undefined = np.isnan(np.asarray(model_rdm)).any(axis=1)
+    undefined = np.isnan(np.asarray(model_rdm))  # (n, n)
     if undefined.any():
-      ids = [s for s, bad in zip(self.stimulus_ids, undefined, strict=True) if bad]
+      # A constant pattern makes its stimulus's row and column NaN (diagonal
+      # 0), so NaN runs through every row: the constant stimuli are those
+      # whose whole row is NaN off the diagonal.
+      np.fill_diagonal(undefined, True)
+      constant = undefined.all(axis=1)
+      ids = [s for s, bad in zip(self.stimulus_ids, constant, strict=True) if bad]
+      which = (
+        f"{len(ids)} stimuli, e.g. {ids[:3]}"
+        if not constant.all()  # else at most one pattern varies: no row is known
+        else f"all, or all but one, of its {len(ids)} stimuli"
+      )
       raise ValueError(
-        f"Layer {layer!r} responds with a constant pattern to {len(ids)} "
-        f"stimuli, e.g. {ids[:3]}, so its correlation-distance RDM is "
-        "undefined there. Drop the layer or use rdm_metric='euclidean'."
+        f"Layer {layer!r} responds with a constant pattern to {which}, so its "
+        "correlation-distance RDM is undefined there. Drop the layer or use "
+        "rdm_metric='euclidean'."
       )
     return model_rdm
 

@@ -12,7 +12,8 @@ benchmarks are named ``<identifier>.t<start>-<end>``, e.g.
 A model without time scores every layer on every bin. A recurrent model whose
 time steps are separate layers maps them to bins with ``layer_for_bin``:
 ``{bin: layer or layers}`` where a bin is its index or its ``"start-end"``
-label, e.g. ``{0: "block.t0", 1: "block.t1"}``; ``layers_by_time_step``
+label, e.g. ``{0: "block.t0", 1: "block.t1"}`` (bins are indexed in time
+order, however the assembly orders them); ``layers_by_time_step``
 builds that mapping from layer names ending in ``.t<k>``. Bins the mapping
 leaves out are not scored.
 """
@@ -69,7 +70,8 @@ class TimeBinnedScore:
   Attributes:
     benchmark: the binned benchmark's identifier (without a bin suffix).
     version: its version.
-    bins: (n_bins,) ``"start-end"`` labels of the scored bins, in time order.
+    bins: (n_bins,) ``"start-end"`` labels of the scored bins, in time order
+      (by start, then end; ``TimeBinnedBenchmark`` sorts the file's bins).
     starts, ends: (n_bins,) bin bounds.
     scores: (n_bins,) each bin's score (its ``benchmark`` names the bin).
   """
@@ -95,8 +97,10 @@ class TimeBinnedBenchmark:
     identifier: name of the binned benchmark.
     version: bumped whenever data, metric or defaults change the numbers.
     assembly: (n_presentations, n_neuroids, n_time_bins) trials with
-      ``time_bin_start`` and ``time_bin_end`` on ``time_bin``; each bin must
-      be a valid assembly (``jaxscore.data.assembly``).
+      ``time_bin_start`` and ``time_bin_end`` on ``time_bin``, in any order
+      (the bins are sorted by start, then end: bin ``b`` of ``bins`` and of
+      ``layer_for_bin`` is the ``b``-th in time); each bin must be a valid
+      assembly (``jaxscore.data.assembly``).
     stimuli: the stimulus set.
     visual_degrees: visual angle the stimuli spanned.
     options: further ``NeuralBenchmark`` arguments for every bin
@@ -122,6 +126,12 @@ class TimeBinnedBenchmark:
         f"got {got}."
       )
     assembly = self.assembly.transpose(*dims)
+    bin_labels(assembly)  # both bound coords are there
+    # Bins in time order (by start, then end), whatever order the file has.
+    order = np.lexsort(
+      (assembly["time_bin_end"].values, assembly["time_bin_start"].values)
+    )
+    assembly = assembly.isel(time_bin=order)
     self.bins = bin_labels(assembly)
     self.starts = tuple(float(v) for v in assembly["time_bin_start"].values)
     self.ends = tuple(float(v) for v in assembly["time_bin_end"].values)

@@ -206,6 +206,17 @@ def test_a_constant_pattern_is_an_error_naming_the_layer(population):
     _benchmark(subjects).score_features({"relu": features}, stimulus_ids=_ids())
 
 
+def test_the_constant_pattern_error_names_exactly_the_constant_stimuli(population):
+  truth, subjects = population
+  features = truth.copy()
+  features[[3, 9]] = 1.0
+  with pytest.raises(ValueError, match=r"to 2 stimuli, e\.g\. \['s03', 's09'\],"):
+    _benchmark(subjects).score_features({"relu": features}, stimulus_ids=_ids())
+  features[:] = 0.5  # no pattern varies: the RDM is NaN off its diagonal
+  with pytest.raises(ValueError, match=r"to all, or all but one, of its 16"):
+    _benchmark(subjects).score_features({"relu": features}, stimulus_ids=_ids())
+
+
 def test_bad_rdms_and_settings_are_rejected(population):
   _, subjects = population
   asymmetric = subjects.copy()

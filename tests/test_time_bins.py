@@ -76,6 +76,28 @@ def test_each_bin_is_best_fit_by_its_own_features(planted):
   np.testing.assert_allclose(single.layers[2].r, score.scores[2].layers[2].r)
 
 
+def test_bins_are_put_in_time_order(planted):
+  benchmark, features, ids, assembly = planted
+  shuffled = assembly.isel(time_bin=[2, 0, 1])
+  unsorted = time_bins.TimeBinnedBenchmark(
+    "fixture.IT-pls", 1, shuffled, benchmark.stimuli, 8.0, {"stratify_by": None}
+  )
+  assert unsorted.bins == benchmark.bins == ("70-120", "120-170", "170-220")
+  assert unsorted.starts == (70.0, 120.0, 170.0)
+  assert unsorted.ends == (120.0, 170.0, 220.0)
+  got = unsorted.score_features(
+    features, stimulus_ids=ids, layer_for_bin={0: "block.t0", "170-220": "block.t2"}
+  )
+  want = benchmark.score_features(
+    features, stimulus_ids=ids, layer_for_bin={0: "block.t0", 2: "block.t2"}
+  )
+  assert got.bins == want.bins == ("70-120", "170-220")
+  for a, b in zip(got.scores, want.scores, strict=True):
+    assert a.benchmark == b.benchmark
+    np.testing.assert_array_equal(a.layers[0].r, b.layers[0].r)
+    np.testing.assert_array_equal(a.ceiling.values, b.ceiling.values)
+
+
 def test_recurrent_time_steps_map_to_bins(planted, tmp_path):
   benchmark, features, ids, _ = planted
   mapping = time_bins.layers_by_time_step(["stem", *features])

@@ -77,6 +77,38 @@ def validate_assembly(assembly: xr.DataArray, name: str = "assembly") -> None:
     raise ValueError(f"{name} has duplicate (stimulus_id, repetition) pairs.")
 
 
+def require_presentation_coord(
+  assembly: xr.DataArray, coord: str, *, argument: str, name: str = "assembly"
+) -> None:
+  """Raises ValueError unless ``coord`` is a coordinate along presentations.
+
+  Args:
+    assembly: the assembly (``attrs["dropped_coords"]``, where a reader such
+      as ``jaxscore.data.brainio`` lists the coords it dropped, explains a
+      missing one).
+    coord: the coordinate wanted, e.g. ``"object_name"``.
+    argument: the argument that named it, e.g. ``"stratify_by"``.
+    name: what to call the assembly in the message.
+  """
+  if coord in assembly.coords and assembly[coord].dims == ("presentation",):
+    return
+  present = sorted(n for n, c in assembly.coords.items() if c.dims == ("presentation",))
+  message = (
+    f"{argument}={coord!r} names no presentation coordinate of {name}; its "
+    f"presentation coords are {', '.join(present) or 'none'}."
+  )
+  if coord in list(assembly.attrs.get("dropped_coords", ())):
+    message += (
+      f" {coord!r} was dropped when the assembly was read because its value "
+      "differs between repetitions of some stimulus (see "
+      f"attrs['dropped_coords']); give it one value per stimulus in the file, "
+      f"or pass {argument}=None."
+    )
+  else:
+    message += f" Pass {argument}=None to split without strata."
+  raise ValueError(message)
+
+
 def stimulus_order(assembly: xr.DataArray) -> np.ndarray:
   """Unique stimulus ids in order of first presentation."""
   return _first_presentations(assembly)[0]

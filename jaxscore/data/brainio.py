@@ -31,7 +31,6 @@ stimulus's presentations in file order.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,6 +38,7 @@ import numpy as np
 import xarray as xr
 
 from jaxscore.data import assembly as assembly_lib
+from jaxscore.data import tables
 from jaxscore.data.stimuli import StimulusSet, read_zip_images
 
 ID_COLUMNS = ("stimulus_id", "image_id")  # current name first
@@ -81,7 +81,8 @@ def load_assembly(
 
   Raises:
     ValueError: the file lacks a required dim or coord, holds several regions
-      and ``region`` is None, or holds NaN that is not a whole missing trial.
+      and ``region`` is None, holds NaN that is not a whole missing trial, an
+      infinite value or a ``repetition`` that is not a whole number.
   """
   path = Path(path)
   with xr.open_dataset(path, engine="h5netcdf") as dataset:
@@ -110,6 +111,7 @@ def from_brainio(
   raw = _drop_missing_presentations(raw, name)
   if "repetition" not in raw.coords:
     raw = raw.assign_coords(repetition=("presentation", count_repetitions(raw)))
+  raw = _integer_repetitions(raw, name)
   raw, dropped = _per_stimulus_coords(raw)
   raw.attrs = {**raw.attrs, "dropped_coords": list(dropped)}
   if "time_bin" in raw.dims:
@@ -220,16 +222,24 @@ def _select_region(raw: xr.DataArray, region: str | None, name) -> xr.DataArray:
 
 def _drop_missing_presentations(raw: xr.DataArray, name) -> xr.DataArray:
   values = raw.values.reshape(raw.sizes["presentation"], raw.sizes["neuroid"], -1)
-  finite = np.isfinite(values)
-  empty = ~finite.any(axis=(1, 2))
-  dead = ~finite.any(axis=(0, 2))
+  infinite = np.isinf(values).any(axis=(1, 2))
+  if infinite.any():
+    ids = raw["stimulus_id"].values[infinite].tolist()
+    raise ValueError(
+      f"{int(infinite.sum())} presentations of {name} hold infinite responses, "
+      f"e.g. of stimuli {ids[:3]}; expected finite numbers, with NaN (not inf) "
+      "for every neuroid of a missing trial."
+    )
+  missing = np.isnan(values)
+  empty = missing.all(axis=(1, 2))
+  dead = missing.all(axis=(0, 2))
   if dead.any():
     ids = raw["neuroid_id"].values[dead].tolist()
     raise ValueError(
-      f"{len(ids)} neuroids of {name} have no finite response, e.g. {ids[:5]}; "
-      "drop them before scoring."
+      f"{len(ids)} neuroids of {name} have no response (all NaN), e.g. "
+      f"{ids[:5]}; drop them before scoring."
     )
-  partial = ~empty & ~finite.all(axis=(1, 2))
+  partial = ~empty & missing.any(axis=(1, 2))
   if partial.any():
     raise ValueError(
       f"{int(partial.sum())} presentations of {name} hold NaN for some "
@@ -238,6 +248,32 @@ def _drop_missing_presentations(raw: xr.DataArray, name) -> xr.DataArray:
       "complete."
     )
   return raw.isel(presentation=np.nonzero(~empty)[0]) if empty.any() else raw
+
+
+def _integer_repetitions(raw: xr.DataArray, name) -> xr.DataArray:
+  """The ``repetition`` coord as int64; other values are refused."""
+  if raw["repetition"].dims != ("presentation",):
+    raise ValueError(
+      f"{name} has a 'repetition' coordinate along {raw['repetition'].dims}; "
+      "expected one along 'presentation'."
+    )
+  values = raw["repetition"].values
+  if np.issubdtype(values.dtype, np.integer):
+    return raw.assign_coords(repetition=("presentation", values.astype(np.int64)))
+  if np.issubdtype(values.dtype, np.floating):
+    whole = np.isfinite(values) & (values == np.round(values))
+    if whole.all():
+      return raw.assign_coords(repetition=("presentation", values.astype(np.int64)))
+    bad = values[~whole]
+    raise ValueError(
+      f"{name} has {bad.size} non-integer 'repetition' values, e.g. "
+      f"{bad[:3].tolist()}; expected whole numbers 0, 1, 2... counting each "
+      "stimulus's showings."
+    )
+  raise ValueError(
+    f"{name} has a 'repetition' coordinate of dtype {values.dtype}; expected "
+    "integers 0, 1, 2... counting each stimulus's showings."
+  )
 
 
 def _per_stimulus_coords(raw: xr.DataArray) -> tuple[xr.DataArray, list[str]]:
@@ -267,23 +303,23 @@ def load_stimulus_set(
   """Reads a brainio stimulus set: a CSV of metadata and a zip of images.
 
   Args:
-    csv_path: one row per image; an id column (``stimulus_id``, or older
-      ``image_id``), a file name column (one of ``FILENAME_COLUMNS``) and any
-      metadata, which becomes the set's labels (as strings).
+    csv_path: UTF-8, one row per image; an id column (``stimulus_id``, or
+      older ``image_id``), a file name column (one of ``FILENAME_COLUMNS``),
+      both filled in every row, and any metadata, which becomes the set's
+      labels (as strings; an empty metadata cell stays empty).
     zip_path: the images, found by base name anywhere inside the zip.
     identifier: name of the set; default the CSV's stem.
     stimulus_ids: read only these images (e.g. an assembly's stimuli), in
       this order; default every row of the CSV.
 
   Raises:
-    ValueError: naming the missing column, duplicate ids, unknown ids or
-      images missing from the zip.
+    ValueError: naming a CSV that is missing or not UTF-8, a short row or an
+      empty id or file name (with its line), the missing column, duplicate
+      ids, unknown ids, or images missing from the zip or not decodable.
   """
   csv_path = Path(csv_path)
-  with csv_path.open(newline="") as handle:
-    reader = csv.DictReader(handle)
-    columns = list(reader.fieldnames or ())
-    rows = list(reader)
+  table = tables.read_table(csv_path, argument="csv_path")
+  columns = list(table.columns)
   id_column = next((c for c in ID_COLUMNS if c in columns), None)
   file_column = next((c for c in FILENAME_COLUMNS if c in columns), None)
   for what, found, valid in (
@@ -295,7 +331,9 @@ def load_stimulus_set(
         f"{csv_path} has no {what} column: expected one of "
         f"{', '.join(valid)}, got columns {', '.join(columns)}."
       )
-  ids = [row[id_column] for row in rows]
+  ids = table.column(id_column)
+  files = table.column(file_column)
+  rows = list(table.rows)
   if len(set(ids)) != len(ids):
     raise ValueError(f"{csv_path} lists some {id_column} values twice.")
   if stimulus_ids is not None:
@@ -307,8 +345,9 @@ def load_stimulus_set(
         f"e.g. {unknown[:3]}."
       )
     rows = [rows[position[s]] for s in stimulus_ids]
+    files = [files[position[s]] for s in stimulus_ids]
     ids = list(stimulus_ids)
-  names = [Path(row[file_column]).name for row in rows]
+  names = [Path(file).name for file in files]
   labels = {
     c: np.array([row[c] for row in rows], dtype=str)
     for c in columns

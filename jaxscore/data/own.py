@@ -6,12 +6,14 @@ Inputs:
   trials with NaN in the repeat slots an image was not shown in, or
   ``(n_neurons, n_images)`` responses already averaged over repeats.
 - images: a folder or a ``.zip`` of image files (PNG, JPEG, BMP, GIF, TIFF,
-  WebP), found by base name (sub-folders of a zip are ignored; hidden files and
-  ``__MACOSX`` entries are skipped; any other file is an error). An image's
-  ``stimulus_id`` is its file name without the extension.
-- labels (optional): a CSV with a ``filename`` or a ``stimulus_id`` column
-  and one label column (``object_name`` or ``label`` when there are several),
-  e.g. the object shown; splits are then stratified by it.
+  WebP), found by base name in any sub-folder (hidden files and folders
+  inside it and ``__MACOSX`` entries are skipped; any other file is an error).
+  An image's ``stimulus_id`` is its file name without the extension, so no
+  two files may share that name, wherever they sit.
+- labels (optional): a UTF-8 CSV with a ``filename`` or a ``stimulus_id``
+  column and one label column (``object_name`` or ``label`` when there are
+  several), e.g. the object shown, with a cell in every row; splits are then
+  stratified by it.
 
 Image order, i.e. which image column ``j`` of the responses belongs to: the
 rows of the labels CSV when it is given (it must list every image once), else
@@ -30,7 +32,6 @@ differs between neurons is refused): assemblies hold whole trials only.
 
 from __future__ import annotations
 
-import csv
 import io
 import re
 import zipfile
@@ -44,6 +45,7 @@ from PIL import Image, UnidentifiedImageError
 from jaxscore import kernels, scoring
 from jaxscore.benchmark import NeuralBenchmark
 from jaxscore.data import assembly as assembly_lib
+from jaxscore.data import tables
 from jaxscore.data.stimuli import StimulusSet
 from jaxscore.rsa_benchmark import RSABenchmark
 
@@ -189,36 +191,52 @@ def to_assembly(
 
 
 def list_images(path: str | Path) -> dict[str, object]:
-  """``{file name: source}`` of the images in a folder or zip."""
+  """``{file name: source}`` of the images in a folder or zip.
+
+  Files are found by base name anywhere below ``path``; two files with the
+  same name before the extension (in different sub-folders, or e.g.
+  ``a.png`` and ``a.jpg``) are an error, since they would share a
+  ``stimulus_id``.
+  """
   path = Path(path)
   if path.is_dir():
-    entries = {
-      p.name: p for p in sorted(path.rglob("*")) if p.is_file() and not _hidden(p.parts)
-    }
+    # (name relative to the folder, source); only those parts can be hidden
+    members = [
+      (p.relative_to(path).as_posix(), p)
+      for p in sorted(path.rglob("*"))
+      if p.is_file() and not _hidden(p.relative_to(path).parts)
+    ]
   elif path.is_file() and zipfile.is_zipfile(path):
     with zipfile.ZipFile(path) as archive:
-      entries = {
-        PurePosixPath(i.filename).name: (path, i.filename)
+      members = [
+        (i.filename, (path, i.filename))
         for i in archive.infolist()
         if not i.is_dir() and not _hidden(PurePosixPath(i.filename).parts)
-      }
+      ]
   else:
     raise ValueError(f"images {path} must be a folder or a .zip file.")
-  others = sorted(n for n in entries if Path(n).suffix.lower() not in IMAGE_SUFFIXES)
+  names = [PurePosixPath(relative).name for relative, _ in members]
+  others = sorted(n for n in names if Path(n).suffix.lower() not in IMAGE_SUFFIXES)
   if others:
     raise ValueError(
       f"images {path} holds {len(others)} files that are not images, e.g. "
       f"{others[:3]}; expected only {', '.join(IMAGE_SUFFIXES)} files."
     )
-  if not entries:
+  if not members:
     raise ValueError(f"images {path} holds no image files.")
-  stems = [_stem(n) for n in entries]
-  if len(set(stems)) != len(stems):
+  by_stem: dict[str, list[str]] = {}
+  for relative, _ in members:
+    by_stem.setdefault(_stem(relative), []).append(relative)
+  clashes = {stem: files for stem, files in by_stem.items() if len(files) > 1}
+  if clashes:
+    stem, files = next(iter(sorted(clashes.items())))
     raise ValueError(
-      f"images {path} has several files with the same name before the "
-      "extension; stimulus ids must be unique."
+      f"images {path} holds files with the same name before the extension "
+      f"({len(clashes)} such names), e.g. {', '.join(files)}; a file's name "
+      f"without extension ({stem!r}) is its stimulus_id and must be unique. "
+      "Rename or remove the extra files."
     )
-  return entries
+  return {PurePosixPath(relative).name: source for relative, source in members}
 
 
 def _hidden(parts) -> bool:
@@ -247,10 +265,8 @@ def _image_order(files: dict, labels, images) -> tuple[list[str], np.ndarray | N
   """(file names in response-column order, labels or None)."""
   if labels is None:
     return sorted(files), None
-  with Path(labels).open(newline="") as handle:
-    reader = csv.DictReader(handle)
-    columns = list(reader.fieldnames or ())
-    rows = list(reader)
+  table = tables.read_table(labels, argument="labels")
+  columns = list(table.columns)
   key = next((c for c in ("filename", "stimulus_id") if c in columns), None)
   if key is None:
     raise ValueError(
@@ -267,7 +283,7 @@ def _image_order(files: dict, labels, images) -> tuple[list[str], np.ndarray | N
       f"{' or '.join(LABEL_COLUMNS)}; got {', '.join(rest) or 'none'}."
     )
   by_key = {n if key == "filename" else _stem(n): n for n in files}
-  wanted = [row[key] for row in rows]
+  wanted = table.column(key)
   missing = [w for w in wanted if w not in by_key]
   if missing:
     raise ValueError(
@@ -282,7 +298,7 @@ def _image_order(files: dict, labels, images) -> tuple[list[str], np.ndarray | N
       f"{len(unlisted)} images in {images} are not listed in {labels}, e.g. "
       f"{unlisted[:3]}; the CSV must list every image, in response order."
     )
-  return [by_key[w] for w in wanted], np.array([row[label] for row in rows], dtype=str)
+  return [by_key[w] for w in wanted], np.array(table.column(label), dtype=str)
 
 
 def rdm_benchmark(

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -83,21 +83,34 @@ def read_zip_images(path: Path, names: Sequence[str]) -> tuple[np.ndarray, ...]:
 
   Returns:
     One ``(height, width, 3)`` uint8 RGB array per name, in order.
+
+  Raises:
+    ValueError: a name is missing from the zip, names several members (in
+      different folders), or its member cannot be decoded as an image.
   """
   with zipfile.ZipFile(path) as archive:
-    members = {
-      PurePosixPath(info.filename).name: info.filename
-      for info in archive.infolist()
-      if not info.is_dir()
-    }
+    members: dict[str, list[str]] = {}
+    for info in archive.infolist():
+      if not info.is_dir():
+        members.setdefault(PurePosixPath(info.filename).name, []).append(info.filename)
     missing = [n for n in names if n not in members]
     if missing:
       raise ValueError(
         f"{len(missing)} images are missing from {path}, e.g. {missing[:3]}."
       )
-    return tuple(_decode(archive.read(members[n])) for n in names)
+    clashes = [n for n in dict.fromkeys(names) if len(members[n]) > 1]
+    if clashes:
+      raise ValueError(
+        f"{len(clashes)} image names match several files in {path}, e.g. "
+        f"{clashes[0]!r}: {', '.join(members[clashes[0]])}; images are found by "
+        "base name, so each must be unique in the zip."
+      )
+    return tuple(_decode(archive, members[n][0], path) for n in names)
 
 
-def _decode(data: bytes) -> np.ndarray:
-  with Image.open(io.BytesIO(data)) as image:
-    return np.asarray(image.convert("RGB"))
+def _decode(archive: zipfile.ZipFile, member: str, path: Path) -> np.ndarray:
+  try:
+    with Image.open(io.BytesIO(archive.read(member))) as image:
+      return np.asarray(image.convert("RGB"))
+  except (UnidentifiedImageError, OSError) as e:
+    raise ValueError(f"Image {member!r} in {path} cannot be decoded: {e}") from e

@@ -228,3 +228,75 @@ def test_full_score_through_neural_and_rdm_benchmarks(tmp_path):
   rsa = rdm.score_features({"planted": features, "noise": noise}, stimulus_ids=ids)
   assert rsa.layers[0].raw > 0.5 > abs(rsa.layers[1].raw)
   assert rsa.ceiling is None
+
+
+def test_infinite_values_are_refused_by_name(tmp_path):
+  _, trials = _planted()
+  whole = _brainio_dataarray(trials)
+  whole.values[5] = np.inf  # not a missing trial: it must not be dropped
+  with pytest.raises(ValueError, match=r"1 presentations .* hold infinite"):
+    brainio.load_assembly(_write_nc(tmp_path / "a.nc", whole), region="IT")
+  one = _brainio_dataarray(trials)
+  one.values[5, 0] = -np.inf  # one cell: not "NaN for some neuroids"
+  with pytest.raises(ValueError, match=r"infinite responses, e\.g\. of stimuli"):
+    brainio.load_assembly(_write_nc(tmp_path / "b.nc", one), region="IT")
+
+
+def test_repetitions_must_be_whole_numbers(tmp_path):
+  _, trials = _planted()
+  array = _brainio_dataarray(trials).reset_index("presentation")
+  whole = array.assign_coords(repetition=array["repetition"].astype(float))
+  assembly = brainio.from_brainio(whole, region="IT")
+  assert assembly["repetition"].dtype == np.int64
+  halves = array.assign_coords(repetition=array["repetition"] + 0.5)
+  with pytest.raises(ValueError, match=r"non-integer 'repetition' values.*0\.5"):
+    brainio.load_assembly(_write_nc(tmp_path / "a.nc", halves), region="IT")
+  text = array.assign_coords(repetition=array["repetition"].astype(str))
+  with pytest.raises(ValueError, match="'repetition' coordinate of dtype"):
+    brainio.from_brainio(text, region="IT")
+
+
+def test_a_dropped_stratify_coord_is_explained(tmp_path):
+  _, trials = _planted()
+  array = _brainio_dataarray(trials).reset_index("presentation")
+  objects = array["object_name"].values.copy()
+  objects[N_STIMULI] = "mislabeled"  # differs between repetitions of im000
+  array = array.assign_coords(object_name=("presentation", objects))
+  assembly = brainio.from_brainio(array, region="IT")
+  assert "object_name" in assembly.attrs["dropped_coords"]
+  csv_path, zip_path, _ = _write_stimulus_set(tmp_path, N_STIMULI)
+  stimuli = brainio.load_stimulus_set(csv_path, zip_path)
+  with pytest.raises(ValueError, match=r"stratify_by='object_name' names no") as e:
+    NeuralBenchmark("fixture.IT-pls", 1, assembly, stimuli, 8.0)
+  assert "coords are repetition, stimulus_id." in str(e.value)
+  assert "differs between repetitions" in str(e.value)
+  benchmark = NeuralBenchmark("x", 1, assembly, stimuli, 8.0, stratify_by=None)
+  assert benchmark.labels is None
+  with pytest.raises(ValueError, match=r"'category' names no .* Pass stratify_by"):
+    NeuralBenchmark("x", 1, assembly, stimuli, 8.0, stratify_by="category")
+
+
+def test_stimulus_csv_problems_name_the_file_and_line(tmp_path):
+  csv_path, zip_path, _ = _write_stimulus_set(tmp_path, 4)
+  with pytest.raises(ValueError, match=r"csv_path .*nope\.csv does not exist"):
+    brainio.load_stimulus_set(tmp_path / "nope.csv", zip_path)
+  text = csv_path.read_text()
+  (tmp_path / "bom.csv").write_text(text, encoding="utf-8-sig")
+  assert len(brainio.load_stimulus_set(tmp_path / "bom.csv", zip_path)) == 4
+  (tmp_path / "bytes.csv").write_bytes(text.encode() + b"im9\xff,obj0,f.png\n")
+  with pytest.raises(ValueError, match=r"bytes\.csv is not UTF-8"):
+    brainio.load_stimulus_set(tmp_path / "bytes.csv", zip_path)
+  lines = text.splitlines()
+  for row, match in (
+    ("im002,obj0", r"short\.csv has 2 cells on line 4"),  # no file name
+    ("im002", r"short\.csv has 1 cells on line 4"),
+    ("im002,obj0,", r"short\.csv has 1 empty cells in column 'filename'.*line 4"),
+    (",obj0,file002.png", r"empty cells in column 'stimulus_id'.*line 4"),
+  ):
+    (tmp_path / "short.csv").write_text("\n".join([*lines[:3], row, *lines[4:]]))
+    with pytest.raises(ValueError, match=match):
+      brainio.load_stimulus_set(tmp_path / "short.csv", zip_path)
+  # an empty metadata cell is a value like any other
+  (tmp_path / "meta.csv").write_text("\n".join([*lines[:3], "im002,,file002.png"]))
+  stimuli = brainio.load_stimulus_set(tmp_path / "meta.csv", zip_path)
+  assert stimuli.labels["object_name"].tolist() == ["obj0", "obj0", ""]

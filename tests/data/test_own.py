@@ -167,3 +167,64 @@ def test_bad_images_and_labels_are_named(tmp_path):
     own.load_benchmark(tmp_path / "r.npy", tmp_path / "imgs", nokey)
   with pytest.raises(ValueError, match="metric must be one of"):
     own.load_benchmark(tmp_path / "r.npy", tmp_path / "imgs", metric="svm")
+
+
+def test_images_under_dot_folders_and_relative_paths_are_found(tmp_path, monkeypatch):
+  # Only parts below the images folder count as hidden: a folder under
+  # ~/.cache, or given as ../imgs, still holds its images.
+  folder = tmp_path / ".cache" / "imgs"
+  written = write_images(folder)
+  (folder / ".DS_Store").write_text("skipped")
+  (folder / ".thumbs").mkdir()
+  (folder / ".thumbs" / "img00.png").write_text("a hidden folder is skipped")
+  assert sorted(own.list_images(folder)) == sorted(written)
+  (tmp_path / ".cache" / "work").mkdir()
+  monkeypatch.chdir(tmp_path / ".cache" / "work")
+  assert sorted(own.list_images("../imgs")) == sorted(written)
+  np.save(tmp_path / "r.npy", responses())
+  bench = own.load_benchmark(tmp_path / "r.npy", "../imgs")
+  assert bench.stimulus_ids == tuple(f"img{i:02d}" for i in range(N_IMAGES))
+
+
+def test_files_sharing_a_name_in_different_folders_are_an_error(tmp_path):
+  write_images(tmp_path / "imgs")
+  write_images(tmp_path / "imgs" / "sub", names=["img03.png"])
+  with pytest.raises(ValueError, match=r"e\.g\. img03\.png, sub/img03\.png"):
+    own.list_images(tmp_path / "imgs")
+  with zipfile.ZipFile(tmp_path / "i.zip", "w") as archive:
+    archive.write(tmp_path / "imgs" / "img03.png", "a/img03.png")
+    archive.write(tmp_path / "imgs" / "img04.png", "a/img04.png")
+    archive.write(tmp_path / "imgs" / "sub" / "img03.png", "b/img03.png")
+  with pytest.raises(ValueError, match=r"e\.g\. a/img03\.png, b/img03\.png"):
+    own.list_images(tmp_path / "i.zip")
+
+
+def test_labels_csv_file_problems_are_named(tmp_path):
+  np.save(tmp_path / "r.npy", responses())
+  write_images(tmp_path / "imgs")
+  rows = [(f"img{i:02d}.png", "ab"[i % 2]) for i in range(N_IMAGES)]
+
+  def load(labels):
+    return own.load_benchmark(tmp_path / "r.npy", tmp_path / "imgs", labels)
+
+  with pytest.raises(ValueError, match=r"labels .*nope\.csv does not exist"):
+    load(tmp_path / "nope.csv")
+  (tmp_path / "latin1.csv").write_bytes(
+    "filename,object_name\nimg00.png,\xe9\n".encode("latin-1")
+  )
+  with pytest.raises(ValueError, match=r"labels .*latin1\.csv is not UTF-8"):
+    load(tmp_path / "latin1.csv")
+  text = (write_labels(tmp_path / "l.csv", rows)).read_text()
+  (tmp_path / "bom.csv").write_text(text, encoding="utf-8-sig")
+  assert load(tmp_path / "bom.csv").labels.tolist() == [r[1] for r in rows]
+  lines = text.splitlines()
+  lines[4] = "img03.png"  # a short row: its label is missing
+  (tmp_path / "short.csv").write_text("\n".join(lines) + "\n")
+  with pytest.raises(ValueError, match=r"short\.csv has 1 cells on line 5"):
+    load(tmp_path / "short.csv")
+  lines[4] = "img03.png,"  # an empty label cell
+  (tmp_path / "empty.csv").write_text("\n".join(lines) + "\n")
+  with pytest.raises(ValueError, match=r"empty\.csv has 1 empty cells in column "):
+    load(tmp_path / "empty.csv")
+  with pytest.raises(ValueError, match=r"'object_name', e\.g\. on line 5"):
+    load(tmp_path / "empty.csv")
