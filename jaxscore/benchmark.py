@@ -41,6 +41,11 @@ class LayerScore:
   predictions: np.ndarray | None = None
 
 
+# Fewest stimuli with trials in both halves of every halving for a
+# split-half correlation to count as a ceiling.
+MIN_CEILING_STIMULI = 10
+
+
 @dataclasses.dataclass(frozen=True)
 class Ceiling:
   """Split-half reliability of the recordings."""
@@ -64,9 +69,13 @@ class BenchmarkScore:
 
   @property
   def best(self) -> LayerScore:
-    """The layer with the highest ceiled score (raw when there is no ceiling)."""
-    key = (lambda s: s.ceiled) if self.ceiling is not None else (lambda s: s.raw.center)
-    return max(self.layers, key=key)
+    """The layer with the highest raw score.
+
+    Every layer shares one ceiling, so for positive r this is the layer with
+    the highest ceiled score too; but ``r^2/c`` drops the sign of r, and a
+    layer that anticorrelates with the neurons must never come out best.
+    """
+    return max(self.layers, key=lambda s: s.raw.center)
 
 
 @dataclasses.dataclass(eq=False)
@@ -123,6 +132,10 @@ class NeuralBenchmark:
       )
     self.targets = averaged.values
     self.neuroid_ids = tuple(averaged["neuroid_id"].values.tolist())
+    if self.stratify_by is not None:
+      assembly_lib.require_presentation_coord(
+        self.assembly, self.stratify_by, argument="stratify_by", name=self.identifier
+      )
     self.labels = (
       None if self.stratify_by is None else averaged[self.stratify_by].values
     )
@@ -158,8 +171,23 @@ class NeuralBenchmark:
     if not self.has_ceiling:
       return None
     trials = assembly_lib.repetition_array(self.assembly)
-    values = scoring.split_half_ceiling(trials, self.ceiling_masks())
-    return Ceiling(scoring.Summary.from_values(values), values)
+    masks = self.ceiling_masks()
+    values = scoring.split_half_ceiling(trials, masks)
+    summary = scoring.Summary.from_values(values)
+    in_both = _stimuli_in_both_halves(trials, masks)
+    if in_both < MIN_CEILING_STIMULI or not (
+      np.isfinite(summary.center) and summary.center > 0
+    ):
+      raise ValueError(
+        f"The split-half ceiling of {self.identifier} would be "
+        f"{summary.center:.4g}, which is no reliability estimate: only "
+        f"{in_both} stimuli have trials in both halves of the repetitions in "
+        f"some halving (at least {MIN_CEILING_STIMULI} are needed, and a "
+        "positive ceiling). Score repetition-averaged responses instead, "
+        "without a ceiling (has_ceiling=False; from the command line, pass a "
+        "neurons x images array)."
+      )
+    return Ceiling(summary, values)
 
   def score_model(
     self,
@@ -221,6 +249,7 @@ class NeuralBenchmark:
       layer: self.align(values, stimulus_ids=stimulus_ids, layer=layer)
       for layer, values in features.items()
     }
+    ceiling = self.ceiling  # refused here, if it must be, before any fit
     notes = []
     scores = []
     for layer, aligned in aligned_layers.items():
@@ -245,6 +274,11 @@ class NeuralBenchmark:
       if alpha is not None:
         notes.extend(_edge_alpha_notes(layer, alpha, self.regression.alphas))
       raw = scoring.Summary.from_values(r)
+      if self.has_ceiling and raw.center < 0:
+        notes.append(
+          f"layer {layer!r} anticorrelates with the neuroids (raw r "
+          f"{raw.center:.3f}); its ceiled score r^2/c drops the sign."
+        )
       scores.append(
         LayerScore(
           layer=layer,
@@ -274,7 +308,7 @@ class NeuralBenchmark:
       benchmark=self.identifier,
       version=self.version,
       normalization=self.normalization,
-      ceiling=self.ceiling,
+      ceiling=ceiling,
       layers=tuple(scores),
       neuroid_ids=self.neuroid_ids,
       notes=tuple(notes),
@@ -320,7 +354,9 @@ class NeuralBenchmark:
 
 def _check_representable(values: np.ndarray, dtype, layer: str) -> None:
   """Refuses features that overflow the compute dtype (they would become inf)."""
-  largest = float(np.max(np.abs(values))) if values.size else 0.0
+  if not values.size:
+    return
+  largest = max(float(np.max(values)), -float(np.min(values)))  # no |x| copy
   limit = float(np.finfo(dtype).max) ** 0.25  # room for Gram products
   if largest > limit:
     raise ValueError(
@@ -328,6 +364,27 @@ def _check_representable(values: np.ndarray, dtype, layer: str) -> None:
       f"{np.dtype(dtype).name} products can hold (about {limit:.3g}); rescale "
       "them or score with dtype=float64."
     )
+  floor = float(np.finfo(dtype).tiny) ** 0.5  # products below this underflow
+  if 0 < largest < floor:
+    raise ValueError(
+      f"Features of layer {layer!r} are at most {largest:.3g} in size, so small "
+      f"that their products underflow in {np.dtype(dtype).name} (below about "
+      f"{floor:.3g}); rescale them or score with dtype=float64."
+    )
+
+
+def _stimuli_in_both_halves(trials: np.ndarray, masks) -> int:
+  """Fewest stimuli, over halvings, with a trial in both halves of the reps.
+
+  Args:
+    trials: (n_reps, n_stimuli, n_neuroids), NaN where a slot is empty.
+    masks: (n_halvings, n_reps) bool, True for the first half.
+  """
+  present = np.any(~np.isnan(trials), axis=2)  # (n_reps, n_stimuli)
+  masks = np.asarray(masks, bool)
+  first = (masks[:, :, None] & present[None]).any(axis=1)  # (halvings, stimuli)
+  second = (~masks[:, :, None] & present[None]).any(axis=1)
+  return int((first & second).sum(axis=1).min())
 
 
 def _edge_alpha_notes(layer: str, alpha: np.ndarray, grid) -> list[str]:

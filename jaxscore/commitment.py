@@ -6,7 +6,7 @@ the same stimuli: the choice leaks into the number. Here the benchmark's
 stimuli are split once (seeded; stratified by the benchmark's labels, e.g.
 ``object_name``, when it has them) into a commitment half and a scoring half.
 Every layer is scored with cross-validation splits drawn inside the
-commitment half only; the best layer (ceiled score, raw without a ceiling) is
+commitment half only; the best layer (highest raw score) is
 committed; its reported score uses splits drawn inside the scoring half only.
 A split's train and test stimuli therefore never leave their half, and no
 stimulus that helped choose the layer enters the reported score.
@@ -112,8 +112,8 @@ def benchmark_partition(benchmark: NeuralBenchmark, *, seed: int) -> Partition:
 
 
 def selection_value(layer: LayerScore) -> float:
-  """What commitment maximises: the ceiled score, else the raw one."""
-  return layer.raw.center if layer.ceiled is None else layer.ceiled
+  """What commitment maximises: the raw score (see ``BenchmarkScore.best``)."""
+  return layer.raw.center
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,6 +26,8 @@ relative to ``directory``).
 
 Each file is written to a temporary name in the same folder and renamed, so a
 crash never leaves a truncated result and a reader never sees a partial one.
+The ``.nc`` is renamed first and the ``.json`` last: a JSON file marks a
+complete result. JSON is strict: a value that is not finite is ``null``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -236,7 +239,7 @@ def write(
     summary = rsa_to_dict(score, model=model, run=run)
   else:
     summary = to_dict(score, model=model, run=run, extra=extra)
-  summary = json.dumps(summary, indent=2)
+  summary = json_text(summary)
   _atomic(
     folder / f"{model}.nc", lambda p: to_dataset(score).to_netcdf(p, engine="h5netcdf")
   )
@@ -245,9 +248,44 @@ def write(
   return target
 
 
+def check_writable(directory: str | os.PathLike) -> None:
+  """Refuses a results folder that cannot be created or written to, before
+  any work is done (ValueError naming it)."""
+  path = Path(directory)
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(dir=path, prefix=".write-check.")
+  except OSError as e:
+    raise ValueError(f"results folder {os.fspath(path)!r} is not writable: {e}") from e
+  os.close(fd)
+  os.unlink(probe)
+
+
+def jsonable(value):
+  """``value`` with arrays and NumPy scalars as plain Python, dict keys as
+  strings, and NaN or infinite floats as None, so that it is strict JSON."""
+  if isinstance(value, dict):
+    return {str(k): jsonable(v) for k, v in value.items()}
+  if isinstance(value, np.ndarray):
+    return jsonable(value.tolist())
+  if isinstance(value, Iterable) and not isinstance(value, str | bytes):
+    return [jsonable(v) for v in value]
+  if isinstance(value, np.generic):
+    value = value.item()
+  if isinstance(value, float) and not np.isfinite(value):
+    return None
+  return value
+
+
+def json_text(summary: dict) -> str:
+  """Strict JSON (no NaN literals, which most readers refuse) of a summary."""
+  return json.dumps(jsonable(summary), indent=2, allow_nan=False)
+
+
 def _atomic(target: Path, write_to) -> None:
   fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
   os.close(fd)
+  os.chmod(tmp, 0o644)  # mkstemp makes it private; a result is for sharing
   try:
     write_to(tmp)
     os.replace(tmp, target)
@@ -297,6 +335,6 @@ def write_time_binned(
   folder = Path(directory) / score.benchmark
   folder.mkdir(parents=True, exist_ok=True)
   target = folder / f"{model}.json"
-  text = json.dumps(summary, indent=2) + "\n"
+  text = json_text(summary) + "\n"
   _atomic(target, lambda p: Path(p).write_text(text))
   return target

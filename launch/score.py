@@ -118,7 +118,12 @@ def main(argv):
   if _MODEL.value is None:
     raise app.UsageError("--model is required (a name from models.MODELS).")
   start_processes()
+  if common.DTYPE.value == "float64":
+    jax.config.update("jax_enable_x64", True)  # before any array is made
   try:
+    common.check_run_flags()
+    if jax.process_index() == 0:  # the process that writes
+      results.check_writable(_RESULTS_DIR.value)
     scoring.resolve_dtype(common.DTYPE.value)
     results.check_label(_MODEL.value)
     for name in (None if _FEATURES.value else _MODEL.value, _COMPARE.value):
@@ -131,6 +136,8 @@ def main(argv):
     if _BOOTSTRAP.value < 0 or _BOOTSTRAP.value == 1:
       raise ValueError(f"--bootstrap must be 0 or at least 2, got {_BOOTSTRAP.value}.")
     benchmark = load_benchmark_from_flags()
+    if isinstance(benchmark, NeuralBenchmark):
+      benchmark.ceiling  # noqa: B018 (computed now: a bad one is refused before work)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   regression = isinstance(benchmark, NeuralBenchmark)
@@ -142,9 +149,12 @@ def main(argv):
   logging.info("Loaded %s: %d stimuli.", benchmark.identifier, benchmark.n_stimuli)
   if _FEATURES.value:
     ids, features = read_features(_FEATURES.value, common.LAYERS.value)
-    score = benchmark.score_features(
-      features, stimulus_ids=ids, dtype=common.DTYPE.value, on_layer=_log_layer
-    )
+    try:
+      score = benchmark.score_features(
+        features, stimulus_ids=ids, dtype=common.DTYPE.value, on_layer=_log_layer
+      )
+    except ValueError as e:
+      raise app.UsageError(f"--features={_FEATURES.value}: {e}") from e
   else:
     score = score_model(benchmark, _MODEL.value, common.LAYERS.value)
   extra = results.Extra()
@@ -246,11 +256,11 @@ def score_model(benchmark, name: str, layers: list[str] | None, *, weights=True)
   files = {}
   if weights:
     files = {"checkpoint": _CHECKPOINT.value, "state_dict": _STATE_DICT.value}
+  given = [f"--{k}={v}" for k, v in files.items() if v is not None]
   try:
     model = models.load_model(name, key=jax.random.key(common.SEED.value), **files)
   except (ValueError, FileNotFoundError) as e:
-    flag = "--checkpoint" if _CHECKPOINT.value else "--state_dict"
-    raise app.UsageError(f"{flag}: {e}") from e
+    raise app.UsageError(f"{' '.join([*given, f'--model={name}'])}: {e}") from e
   unknown = sorted(set(layers or ()) - set(model.layers))
   if unknown:
     raise app.UsageError(
@@ -290,6 +300,11 @@ def read_features(path: str, layers: list[str] | None):
     data = np.load(path)
   except (OSError, ValueError) as e:
     raise app.UsageError(f"Cannot read --features={path}: {e}") from e
+  if not isinstance(data, np.lib.npyio.NpzFile):
+    raise app.UsageError(
+      f"--features={path} holds one array; expected an .npz with one array per "
+      "layer and a 'stimulus_id' array (np.savez(path, stimulus_id=ids, ...))."
+    )
   with data:
     if "stimulus_id" not in data.files:
       raise app.UsageError(
@@ -297,7 +312,10 @@ def read_features(path: str, layers: list[str] | None):
         f"{', '.join(data.files)}."
       )
     try:
-      ids = data["stimulus_id"].astype(str).tolist()
+      ids = data["stimulus_id"]
+      if ids.ndim != 1:
+        raise ValueError(f"it has shape {ids.shape}, expected (n_stimuli,)")
+      ids = ids.astype(str).tolist()
     except ValueError as e:
       raise app.UsageError(
         f"The 'stimulus_id' array of {path} could not be read ({e}); save the "
@@ -310,7 +328,20 @@ def read_features(path: str, layers: list[str] | None):
         f"--layers names {unknown}, which {path} does not hold; it has "
         f"{', '.join(names)}."
       )
-    return ids, {k: data[k] for k in names if not layers or k in layers}
+    features = {}
+    for name in names:
+      if layers and name not in layers:
+        continue
+      try:
+        features[name] = data[name]
+      except ValueError as e:  # e.g. an object array, which needs pickle
+        raise app.UsageError(
+          f"Layer {name!r} of --features={path} could not be read ({e}); save "
+          "numeric arrays."
+        ) from e
+    if not features:
+      raise app.UsageError(f"--features={path} holds no layer arrays.")
+    return ids, features
 
 
 def _log_layer(layer: LayerScore | RSALayerScore) -> None:

@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -291,3 +293,45 @@ def test_constant_prediction_scores_zero_not_nan():
   bad = pred.copy()
   bad[1, 1] = np.inf
   assert np.isnan(np.asarray(scoring._correlate(bad, target))[1])
+
+
+def test_best_layer_is_the_highest_raw_r_never_an_anticorrelated_one():
+  benchmark, features = _toy_benchmark()
+  ids = benchmark.stimulus_ids
+  score = benchmark.score_features({"good": features}, stimulus_ids=ids)
+  good = score.layers[0]
+  # a layer whose held-out r is negative: r^2/c would rank it first
+  flipped = dataclasses.replace(
+    good,
+    layer="anti",
+    raw=scoring.Summary.from_values(-1.5 * good.r),
+    ceiled=(1.5 * good.raw.center) ** 2 / score.ceiling.summary.center,
+  )
+  both = dataclasses.replace(score, layers=(flipped, good))
+  assert flipped.ceiled > good.ceiled
+  assert both.best.layer == "good"
+
+
+def test_anticorrelated_layer_is_noted():
+  benchmark, features = _toy_benchmark()
+  rng = np.random.default_rng(4)
+  noise = rng.standard_normal((len(features), 40))  # overfits: r near 0
+  score = benchmark.score_features(
+    {"noise": noise}, stimulus_ids=benchmark.stimulus_ids
+  )
+  layer = score.layers[0]
+  noted = any("anticorrelates" in note for note in score.notes)
+  assert noted == (layer.raw.center < 0)
+
+
+def test_a_ceiling_without_enough_repeated_stimuli_is_refused():
+  benchmark, _ = _toy_benchmark()
+  trials = benchmark.assembly
+  keep = (trials["repetition"].values == 0) | np.isin(
+    trials["stimulus_id"].values, ["s000", "s002"]
+  )
+  sparse = NeuralBenchmark(
+    "sparse", 1, trials[keep], benchmark.stimuli, 8, stratify_by="object_name"
+  )
+  with pytest.raises(ValueError, match=r"ceiling of sparse .* only 2 stimuli"):
+    _ = sparse.ceiling

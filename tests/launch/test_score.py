@@ -401,3 +401,46 @@ def test_weights_from_an_orbax_checkpoint(run_main, tmp_path):
     run_main(**given, checkpoint=tmp_path / "absent")
   with pytest.raises(app.UsageError, match="--features has none"):
     run_main(**given, features="x.npz", state_dict="w.pt")
+
+
+def test_run_flags_and_feature_files_are_refused_with_the_flag_named(
+  run_main, tmp_path
+):
+  given = {"model": "lab", "benchmark": "kriegeskorte2008.mIT-rsa"}
+  with pytest.raises(app.UsageError, match="--batch_size must be at least 1"):
+    run_main(**given, batch_size=0)
+  with pytest.raises(app.UsageError, match="--layers is empty"):
+    run_main(**given, layers="")
+  blocker = tmp_path / "file"
+  blocker.write_text("")
+  with pytest.raises(app.UsageError, match="is not writable"):
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["score", "--model=tiny_cnn", f"--results_dir={blocker / 'sub'}"])
+    flags.FLAGS["benchmark"].value = "kriegeskorte2008.mIT-rsa"
+    score.main([])
+  single = tmp_path / "one.npy"
+  np.save(single, np.zeros((92, 3)))
+  with pytest.raises(app.UsageError, match="holds one array"):
+    run_main(**given, features=single)
+  benchmark = benchmarks.load_benchmark("kriegeskorte2008.mIT-rsa")
+  ids = np.array(benchmark.stimulus_ids)
+  bad = tmp_path / "bad.npz"
+  np.savez(bad, conv=np.zeros((91, 3)), stimulus_id=ids[:91])
+  with pytest.raises(app.UsageError, match=r"--features=.*bad\.npz: .*missing"):
+    run_main(**given, features=bad)
+  np.savez(bad, conv=np.zeros((92, 3)), stimulus_id=ids[:, None])
+  with pytest.raises(app.UsageError, match=r"shape \(92, 1\), expected"):
+    run_main(**given, features=bad)
+
+
+def test_a_ceiling_that_is_not_finite_never_reaches_the_json(tmp_path):
+  trials = np.random.default_rng(0).standard_normal((3, 40, 2))  # 3 neurons
+  trials[:, :38, 1] = np.nan  # two images with a second repeat only
+  np.save(tmp_path / "r.npy", trials)
+  folder = tmp_path / "imgs"
+  folder.mkdir()
+  for k in range(40):
+    Image.fromarray(np.full((8, 8, 3), 6 * k, np.uint8)).save(folder / f"{k:02d}.png")
+  with pytest.raises(app.UsageError, match="no reliability estimate"):
+    _run_own(tmp_path, model="tiny_cnn", responses=tmp_path / "r.npy", images=folder)
+  assert not (tmp_path / "results" / "own.r-pls").exists()
