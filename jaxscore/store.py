@@ -23,12 +23,13 @@ import datetime
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+
+from jaxscore import results
 
 SCHEMA_VERSION = 1
 KEY_COLUMNS = (
@@ -183,7 +184,7 @@ class Store:
     ``details`` must be JSON-serialisable (NumPy arrays and scalars are
     converted); non-finite floats become null.
     """
-    text = json.dumps(_jsonable(details), allow_nan=False)
+    text = json.dumps(results.jsonable(details), allow_nan=False)
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
     values = (
       *key.values(),
@@ -203,6 +204,13 @@ class Store:
         values,
       )
     return cursor.rowcount == 1
+
+  def add_row(self, row: dict) -> bool:
+    """``add`` of a row as ``find`` or ``rows`` return it (from another store);
+    False if its key was present."""
+    key = Key(**{c: row[c] for c in KEY_COLUMNS})
+    values = {c: row[c] for c in VALUE_COLUMNS if c != "created"}
+    return self.add(key, **values)
 
   def rows(
     self,
@@ -270,17 +278,3 @@ def _real(value) -> float | None:
     return None
   value = float(value)
   return value if np.isfinite(value) else None
-
-
-def _jsonable(value):
-  if isinstance(value, dict):
-    return {str(k): _jsonable(v) for k, v in value.items()}
-  if isinstance(value, np.ndarray):
-    return _jsonable(value.tolist())
-  if isinstance(value, Iterable) and not isinstance(value, str | bytes):
-    return [_jsonable(v) for v in value]
-  if isinstance(value, np.generic):
-    value = value.item()
-  if isinstance(value, float) and not np.isfinite(value):
-    return None
-  return value

@@ -104,6 +104,14 @@ class Pair:
       seed=seed,
     )
 
+  def stored_rows(self, store: store_lib.Store) -> list[dict]:
+    """This pair's rows in ``store``, in the order they were written."""
+    rows = [store.get(self.key(layer)) for layer in self.layers]
+    rows = [row for row in rows if row is not None]
+    if self.commit:
+      rows += self.committed_rows(store)
+    return sorted(rows, key=lambda row: row["id"])
+
   def committed_rows(self, store: store_lib.Store) -> list[dict]:
     key = dataclasses.asdict(self.key("-", "committed"))
     del key["layer"]
@@ -217,7 +225,7 @@ def _choose(pair: Pair, store: store_lib.Store) -> str:
   values = {}
   for layer in pair.layers:
     row = store.get(pair.key(layer, "commit-select"))
-    values[layer] = row["raw"] if row["ceiled"] is None else row["ceiled"]
+    values[layer] = row["raw"]  # as commitment.selection_value
   return max(pair.layers, key=lambda layer: values[layer])
 
 

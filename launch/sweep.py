@@ -12,6 +12,11 @@ killed sweep with the same flags and it carries on where it stopped.
 ``--commit_layers`` scores regression benchmarks by layer commitment on
 disjoint halves of the stimuli (``jaxscore.commitment``) instead of every
 layer on all stimuli; RDM benchmarks are scored as usual.
+
+``--ray_address=HOST:PORT`` hands each (model, benchmark) pair with missing
+rows to a Ray cluster as one task; the tasks send their rows back and this
+process writes them to the store (``jaxscore.distributed``); without it
+everything runs in this process.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from absl import app, flags, logging
 import benchmarks
 import models
 from jaxscore import cache as cache_lib
-from jaxscore import scoring, sweep
+from jaxscore import distributed, scoring, sweep
 from jaxscore import store as store_lib
 from jaxscore.benchmark import NeuralBenchmark
 from launch import common
@@ -41,6 +46,12 @@ _CACHE_DIR = flags.DEFINE_string(
 _COMMIT = flags.DEFINE_bool(
   "commit_layers", False, "Commit a layer on half the stimuli, score on the rest."
 )
+_RAY_ADDRESS = flags.DEFINE_string(
+  "ray_address",
+  None,
+  "Ray cluster (host:port of its head) to run each model x benchmark pair on as "
+  "a task; default: everything in this process.",
+)
 
 
 def main(argv):
@@ -49,6 +60,11 @@ def main(argv):
   for flag in (_MODELS, _BENCHMARKS):
     if not flag.value:
       raise app.UsageError(f"--{flag.name} is required (a comma-separated list).")
+  if _RAY_ADDRESS.value is not None:
+    try:
+      distributed.require_ray()
+    except ImportError as e:
+      raise app.UsageError(f"--ray_address: {e}") from e
   try:
     scoring.resolve_dtype(common.DTYPE.value)
     for name in _MODELS.value:
@@ -71,6 +87,17 @@ def main(argv):
   total = sum(n for _, pairs in todo for _, n in pairs)
   logging.info("%d rows to compute, store %s", total, _STORE.value)
   bar = tqdm.tqdm(total=total, unit="row", desc="sweep")
+  if _RAY_ADDRESS.value is None:
+    written = _run_here(todo, store, cache, bar)
+  else:
+    written = _run_on_ray(todo, store, cache, bar)
+  bar.close()
+  store.close()
+  wall = time.perf_counter() - start
+  print(f"{written} rows written to {_STORE.value} in {wall:.1f} s")
+
+
+def _run_here(todo, store, cache, bar) -> int:
   written = 0
   for name, pairs in todo:
     if not any(n for _, n in pairs):
@@ -93,10 +120,34 @@ def main(argv):
         batch_size=common.BATCH_SIZE.value,
         on_row=on_row,
       )
-  bar.close()
-  store.close()
-  wall = time.perf_counter() - start
-  print(f"{written} rows written to {_STORE.value} in {wall:.1f} s")
+  return written
+
+
+def _run_on_ray(todo, store, cache, bar) -> int:
+  tasks, n_missing = [], {}
+  for _, pairs in todo:
+    for pair, n in pairs:
+      if n:
+        task = distributed.Task.from_pair(
+          pair, model_seed=common.SEED.value, store=store
+        )
+        tasks.append(task)
+        n_missing[task] = n
+
+  def on_done(task, added):
+    bar.update(n_missing[task])
+    logging.info("%s: %d rows written", task.describe(), added)
+
+  return distributed.run_pairs(
+    tasks,
+    address=_RAY_ADDRESS.value,
+    store=store,
+    cache_root=cache.root,
+    build_model=models.load_model,
+    build_benchmark=benchmarks.load_benchmark,
+    batch_size=common.BATCH_SIZE.value,
+    on_done=on_done,
+  )
 
 
 def _load(name: str):

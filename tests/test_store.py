@@ -140,3 +140,18 @@ def test_concurrent_writers_on_one_file(tmp_path):
     rows = store.rows()
   assert len(rows) == 4 * 25 + 1
   assert len({r["id"] for r in rows}) == len(rows)
+
+
+def test_a_row_copies_to_another_store_whole(tmp_path):
+  with (
+    store_lib.Store(tmp_path / "a.sqlite") as a,
+    store_lib.Store(tmp_path / "b.sqlite") as b,
+  ):
+    a.add(_key("conv1"), **_values(0.25))
+    (row,) = a.rows()
+    assert b.add_row(row)
+    assert not b.add_row(row)  # present: nothing written
+    (copy,) = b.rows()
+    for column in (*store_lib.KEY_COLUMNS, "raw", "error", "ceiling", "ceiled"):
+      assert copy[column] == row[column], column
+    assert copy["details"] == row["details"]
