@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxscore.kernels import linalg
+
 
 class RidgeResult(NamedTuple):
   """Ridge predictions on the test stimuli and the penalty chosen per neuroid.
@@ -125,7 +127,7 @@ def _eigenbasis(Xc, Yc, Xte) -> _Eigenbasis:
   n_train, n_features = Xc.shape
   primal = n_features <= n_train  # static: decided from shapes
   if primal:
-    eigvals, V = jnp.linalg.eigh(Xc.T @ Xc)  # (p,), (p, p)
+    eigvals, V = linalg.eigh(Xc.T @ Xc)  # (p,), (p, p)
     basis = Xc @ V  # (n_train, p)
     test_basis = Xte @ V  # (n_test, p)
   else:
@@ -135,7 +137,7 @@ def _eigenbasis(Xc, Yc, Xte) -> _Eigenbasis:
 
 def _kernel_eigenbasis(K_train, K_test, Yc) -> _Eigenbasis:
   """Dual eigenbasis from centred kernels (n_train, n_train), (n_test, n_train)."""
-  eigvals, basis = jnp.linalg.eigh(K_train)  # (n,), (n_train, n_train)
+  eigvals, basis = linalg.eigh(K_train)  # (n,), (n_train, n_train)
   test_basis = K_test @ basis  # (n_test, n_train)
   return _finish_eigenbasis(False, eigvals, basis, test_basis, Yc)
 
@@ -376,10 +378,10 @@ def _top_left_singular_vector(C):
   """Unit top left singular vector of C (n_features, n_neuroids); 0 if C = 0."""
   n_features, n_neuroids = C.shape
   if n_neuroids <= n_features:
-    _, V = jnp.linalg.eigh(C.T @ C)  # (T, T)
+    _, V = linalg.eigh(C.T @ C)  # (T, T)
     u = C @ V[:, -1]  # (p,)
   else:
-    _, U = jnp.linalg.eigh(C @ C.T)  # (p, p)
+    _, U = linalg.eigh(C @ C.T)  # (p, p)
     u = U[:, -1] * jnp.linalg.norm(C.T @ U[:, -1])
   norm = jnp.linalg.norm(u)
   return jnp.where(norm > 0, u / jnp.where(norm > 0, norm, 1), 0)
@@ -618,7 +620,7 @@ def pls_fit_predict_gram(
   def component(k, state):
     Yk, A, Ts, inv_tts, Q = state  # (n,T), (n,K), (n,K), (K,), (T,K)
     KY = K_train @ Yk  # (n_train, T)
-    lam, V = jnp.linalg.eigh(Yk.T @ KY)  # C^T C, (T,), (T, T)
+    lam, V = linalg.eigh(Yk.T @ KY)  # C^T C, (T,), (T, T)
     top = jnp.maximum(lam[-1], 0)
     has_signal = top > 0
     a_w = (
@@ -718,7 +720,7 @@ def ridge_gcv_from_moments(
       gram, cross, sum_squares, n_train, X_test, alphas
     )
     return RidgeResult(predictions=predictions + y_mean, alpha=alpha)
-  eigvals, V = jnp.linalg.eigh(gram)  # (p,), (p, p)
+  eigvals, V = linalg.eigh(gram)  # (p,), (p, p)
   eigvals = jnp.maximum(eigvals, 0)
   keep = eigvals > 10 * jnp.finfo(dtype).eps * eigvals[-1]
   b = V.T @ cross  # (p, T)
