@@ -240,9 +240,12 @@ def _subset_ceiling(benchmark, stimulus_ids) -> scoring.Summary | None:
   """Split-half ceiling over the trials of the scored stimuli only."""
   if not benchmark.has_ceiling:
     return None
-  assembly = benchmark.assembly
-  keep = np.isin(assembly["stimulus_id"].values, np.asarray(stimulus_ids))
-  trials = assembly_lib.repetition_array(assembly.isel(presentation=keep))
+  # The benchmark's repetition slots, so that its ceiling masks apply even
+  # where the scored stimuli never fill the last slot.
+  trials = assembly_lib.repetition_array(benchmark.assembly)  # (n_reps, n_stimuli, T)
+  order = assembly_lib.stimulus_order(benchmark.assembly).tolist()
+  position = {s: i for i, s in enumerate(order)}
+  trials = trials[:, [position[s] for s in stimulus_ids]]
   values = scoring.split_half_ceiling(trials, benchmark.ceiling_masks())
   return scoring.Summary.from_values(values)
 

@@ -9,6 +9,9 @@ from absl import app, flags
 LAYERS = flags.DEFINE_list("layers", None, "Layers to score (default: all).")
 BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
 DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "float64"], "Compute dtype.")
+STORE = flags.DEFINE_string(
+  "store", "results/jaxscore.sqlite", "The SQLite results store."
+)
 SEED = flags.DEFINE_integer(
   "seed", 0, "Seed of random model inits (and of sweep's commitment partition)."
 )

@@ -15,11 +15,8 @@ from __future__ import annotations
 from absl import app, flags, logging
 
 from jaxscore import report
+from launch import common
 
-# absl has one flag registry: --store is launch.sweep's own, same default.
-from launch import sweep as sweep_script
-
-_STORE = sweep_script._STORE
 _OUT = flags.DEFINE_string("out", "results/report", "Folder the page is written to.")
 _TRAIN_RUNS = flags.DEFINE_list(
   "train_runs", [], "launch.train workdirs (holding scores.json) to plot."
@@ -29,9 +26,9 @@ _TRAIN_RUNS = flags.DEFINE_list(
 def main(argv):
   del argv
   try:
-    rows = report.load_rows(_STORE.value)
+    rows = report.load_rows(common.STORE.value)
     runs = report.load_train_runs(_TRAIN_RUNS.value)
-    page = report.write(_OUT.value, rows, train_runs=runs, source=_STORE.value)
+    page = report.write(_OUT.value, rows, train_runs=runs, source=common.STORE.value)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   logging.info("%d rows, %d training runs", len(rows), len(runs))

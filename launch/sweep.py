@@ -21,6 +21,7 @@ everything runs in this process.
 
 from __future__ import annotations
 
+import resource
 import time
 
 import jax
@@ -39,7 +40,6 @@ _MODELS = flags.DEFINE_list("models", None, "Model names (see models.MODELS).")
 _BENCHMARKS = flags.DEFINE_list(
   "benchmarks", None, "Benchmark names (see benchmarks.BENCHMARKS)."
 )
-_STORE = flags.DEFINE_string("store", "results/jaxscore.sqlite", "SQLite store.")
 _CACHE_DIR = flags.DEFINE_string(
   "cache_dir", None, "Activation cache (default $JAXSCORE_CACHE/activations)."
 )
@@ -73,7 +73,7 @@ def main(argv):
     loaded = [benchmarks.load_benchmark(name) for name in _BENCHMARKS.value]
   except ValueError as e:
     raise app.UsageError(str(e)) from e
-  store = store_lib.Store(_STORE.value)
+  store = store_lib.Store(common.STORE.value)
   cache = cache_lib.ActivationCache(_CACHE_DIR.value)
   # First pass: what is missing, so that the bar's total (and time left) is
   # the work still to do. Models are rebuilt in the second pass rather than
@@ -85,7 +85,7 @@ def main(argv):
     todo.append((name, [(p, len(p.missing(store))) for p in pairs]))
     del model
   total = sum(n for _, pairs in todo for _, n in pairs)
-  logging.info("%d rows to compute, store %s", total, _STORE.value)
+  logging.info("%d rows to compute, store %s", total, common.STORE.value)
   bar = tqdm.tqdm(total=total, unit="row", desc="sweep")
   if _RAY_ADDRESS.value is None:
     written = _run_here(todo, store, cache, bar)
@@ -94,7 +94,12 @@ def main(argv):
   bar.close()
   store.close()
   wall = time.perf_counter() - start
-  print(f"{written} rows written to {_STORE.value} in {wall:.1f} s")
+  # Linux reports the peak resident set size of this process in KiB.
+  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+  print(
+    f"{written} rows written to {common.STORE.value} in {wall:.1f} s; "
+    f"peak resident memory {peak:.2f} GiB"
+  )
 
 
 def _run_here(todo, store, cache, bar) -> int:

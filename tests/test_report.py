@@ -323,16 +323,18 @@ def test_the_page_renders_in_chromium(filled, tmp_path):
 
 
 def test_launch_scripts_import_together():
-  # absl has one flag registry: launch.report reuses launch.sweep's --store
+  # absl has one flag registry: the scripts share --store through common
   from absl import flags
 
   import launch.report
   import launch.score
   import launch.sweep
+  import launch.train
+  from launch import common
 
-  assert launch.report._STORE is launch.sweep._STORE
+  assert flags.FLAGS["store"].default == common.STORE.default  # defined once
   assert flags.FLAGS["out"].default == "results/report"
-  del launch.score
+  del launch.report, launch.score, launch.sweep, launch.train
 
 
 def test_other_weights_and_settings_stay_apart(tmp_path):
