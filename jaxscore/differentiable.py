@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 
 from jaxscore import kernels
+from jaxscore.kernels import linalg
 
 DEFAULT_TEMPERATURE = 0.1
 
@@ -120,7 +121,8 @@ def _one_split(gram, targets, tr, te, alphas, temperature, relative_alphas):
     loo = alpha * dual / (alpha * c_inv_diag - 1 / n_train)[:, None]
     return pred, jnp.mean(loo * loo, axis=0)
 
-  preds, mse = jax.vmap(one_alpha)(alphas)  # (A, n_test, T), (A, T)
+  # map_batch: no batched LAPACK call on the CPU (jaxscore.kernels.linalg).
+  preds, mse = linalg.map_batch(one_alpha, alphas)  # (A, n_test, T), (A, T)
   if alphas.shape[0] == 1:
     return preds[0]
   weights = jax.nn.softmax(-jnp.log(mse) / temperature, axis=0)  # (A, T)
@@ -135,7 +137,7 @@ def _predictivity(features, targets, train, test, alphas, temperature, relative_
     pred = _one_split(gram, targets, tr, te, alphas, temperature, relative_alphas)
     return _smooth_r(pred, targets[te])  # (T,)
 
-  r = jax.vmap(one_split)(train, test)  # (n_splits, T)
+  r = linalg.map_batch(one_split, train, test)  # (n_splits, T)
   return jnp.mean(r), r
 
 

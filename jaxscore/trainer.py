@@ -301,7 +301,8 @@ def train(
     max_to_keep=2,
     enable_async_checkpointing=False,
   )
-  manager = ocp.CheckpointManager(workdir / "checkpoints", options=options)
+  # orbax wants an absolute path.
+  manager = ocp.CheckpointManager(workdir.resolve() / "checkpoints", options=options)
   start, records = manager.latest_step(), []
   if start is not None:
     state = _restore(manager, start, {"params": params, "opt_state": opt_state})

@@ -234,12 +234,12 @@ def resolve_solver(solver: str, backend: str | None = None) -> str:
 
 def _cholesky_factor(gram, alpha):
   p = gram.shape[0]
-  return jnp.linalg.cholesky(gram + alpha * jnp.eye(p, dtype=gram.dtype))  # (p, p)
+  return linalg.cholesky(gram + alpha * jnp.eye(p, dtype=gram.dtype))  # (p, p)
 
 
 def _cholesky_solve(L, B):
-  Z = jax.scipy.linalg.solve_triangular(L, B, lower=True)
-  return jax.scipy.linalg.solve_triangular(L, Z, lower=True, trans="T")
+  Z = linalg.solve_lower(L, B)
+  return linalg.solve_lower_transposed(L, Z)
 
 
 def _pick(per_alpha, criterion, alphas):
@@ -258,7 +258,7 @@ def _cholesky_loo(Xc, Yc, Xte, alphas):
   def one_alpha(alpha):
     L = _cholesky_factor(gram, alpha)
     W = _cholesky_solve(L, cross)  # (p, T)
-    half_hat = jax.scipy.linalg.solve_triangular(L, Xc.T, lower=True)  # (p, n)
+    half_hat = linalg.solve_lower(L, Xc.T)  # (p, n)
     h = jnp.sum(half_hat * half_hat, axis=0)  # (n_train,)
     loo = (Yc - Xc @ W) / (1 - h - 1 / n_train)[:, None]
     return jnp.mean(loo * loo, axis=0), Xte @ W  # (T,), (n_test, T)
@@ -275,7 +275,7 @@ def _cholesky_gcv(gram, cross, sum_squares, n_train, X_test, alphas):
   def one_alpha(alpha):
     L = _cholesky_factor(gram, alpha)
     W = _cholesky_solve(L, cross)  # (p, T)
-    L_inv = jax.scipy.linalg.solve_triangular(L, eye, lower=True)  # (p, p)
+    L_inv = linalg.solve_lower(L, eye)  # (p, p)
     dof = 1 + p - alpha * jnp.sum(L_inv * L_inv)
     rss = sum_squares - jnp.sum(W * cross, axis=0) - alpha * jnp.sum(W * W, axis=0)
     rss = jnp.maximum(rss, 0)

@@ -20,11 +20,20 @@ KILL_AT = 4  # the smoke run checkpoints at 2, 4 and 6
 
 
 def _command(workdir):
-  return [sys.executable, "-m", "launch.train", f"--workdir={workdir}", "--smoke"]
+  # A workdir relative to the current folder, as users type it (the runs
+  # start in tmp_path).
+  name = Path(workdir).name
+  return [sys.executable, "-m", "launch.train", f"--workdir={name}", "--smoke"]
 
 
 def _env():
-  return dict(os.environ, JAX_PLATFORMS="cpu")
+  # The runs start in tmp_path: the checkout goes on the path explicitly.
+  path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=path)
+  for name in ("JAXSCORE_MIRROR", "JAXSCORE_CACHE"):  # may be relative to here
+    if env.get(name):
+      env[name] = str(Path(env[name]).resolve())
+  return env
 
 
 def _final_state(workdir):
@@ -50,10 +59,10 @@ def test_a_killed_run_resumes_bit_identical_to_an_uninterrupted_one(tmp_path):
   # Both start together: the uninterrupted run and the one killed once the
   # checkpoint of step KILL_AT is complete (orbax renames it into place).
   uninterrupted = subprocess.Popen(
-    _command(whole), cwd=ROOT, env=_env(), stderr=subprocess.DEVNULL
+    _command(whole), cwd=tmp_path, env=_env(), stderr=subprocess.DEVNULL
   )
   process = subprocess.Popen(
-    _command(killed), cwd=ROOT, env=_env(), stderr=subprocess.DEVNULL
+    _command(killed), cwd=tmp_path, env=_env(), stderr=subprocess.DEVNULL
   )
   deadline = time.monotonic() + 180
   while not (killed / "checkpoints" / str(KILL_AT)).is_dir():
@@ -67,7 +76,7 @@ def test_a_killed_run_resumes_bit_identical_to_an_uninterrupted_one(tmp_path):
   assert steps_left < trainer.SMOKE["steps"]  # it really stopped early
 
   resumed = subprocess.run(
-    _command(killed), cwd=ROOT, env=_env(), capture_output=True, text=True
+    _command(killed), cwd=tmp_path, env=_env(), capture_output=True, text=True
   )
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert f"Resumed from the checkpoint of step {steps_left}" in resumed.stderr
