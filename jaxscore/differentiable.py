@@ -97,7 +97,10 @@ def _smooth_r(pred, y):
   spp, syy = jnp.sum(pc * pc, axis=0), jnp.sum(yc * yc, axis=0)
   valid = (spp > 0) & (syy > 0)
   denominator = jnp.sqrt(jnp.where(valid, spp, 1) * jnp.where(valid, syy, 1))
-  return jnp.where(valid, jnp.sum(pc * yc, axis=0) / denominator, 0.0)
+  r = jnp.where(valid, jnp.sum(pc * yc, axis=0) / denominator, 0.0)
+  # A prediction that is not finite (from NaN or infinite features) is NaN,
+  # never a quiet 0.
+  return jnp.where(jnp.all(jnp.isfinite(pred), axis=0), r, jnp.nan)
 
 
 def _one_split(gram, targets, tr, te, alphas, temperature, relative_alphas):
@@ -178,7 +181,7 @@ def ridge_predictivity(
   train, test = jnp.asarray(train), jnp.asarray(test)
   alphas = jnp.atleast_1d(jnp.asarray(alphas, features.dtype))
   _check_inputs(features, targets, train, test, alphas)
-  if not isinstance(alphas, jax.core.Tracer) and bool(jnp.any(alphas <= 0)):
+  if not isinstance(alphas, jax.core.Tracer) and not bool(jnp.all(alphas > 0)):
     raise ValueError(f"alphas must all be positive, got {alphas.tolist()}.")
   if temperature <= 0:
     raise ValueError(f"temperature must be positive, got {temperature}.")

@@ -104,6 +104,7 @@ SMOKE = dict(
   checkpoint_every=2,
   score_layers=("conv3", "pool"),
   n_boot=20,
+  align_weight=1.0,  # the differentiated score in the loss runs too
 )
 
 
@@ -304,6 +305,8 @@ def train(
   # orbax wants an absolute path.
   manager = ocp.CheckpointManager(workdir.resolve() / "checkpoints", options=options)
   start, records = manager.latest_step(), []
+  if (workdir / "scores.json").exists():
+    _check_log(workdir, config)  # even before the first checkpoint
   if start is not None:
     state = _restore(manager, start, {"params": params, "opt_state": opt_state})
     params, opt_state = state["params"], state["opt_state"]
@@ -397,9 +400,19 @@ def _read_records(workdir: Path, config: Config, step: int) -> list[dict]:
       f"workdir {workdir} has a checkpoint of step {step} but no scores.json; "
       "use a fresh workdir."
     )
-  log = json.loads(path.read_text())
+  log = _check_log(workdir, config)
+  return [r for r in log["records"] if r["step"] <= step]
+
+
+def _check_log(workdir: Path, config: Config) -> dict:
+  """The workdir's ``scores.json``; refused if written with other settings.
+
+  The workdir itself is not compared: ``x``, ``./x`` and its absolute path
+  are the same run.
+  """
+  log = json.loads((workdir / "scores.json").read_text())
   now = json.loads(json.dumps(dataclasses.asdict(config)))
-  changed = sorted(k for k in now if log["config"].get(k) != now[k])
+  changed = sorted(k for k in now if k != "workdir" and log["config"].get(k) != now[k])
   if changed:
     raise ValueError(
       f"workdir {workdir} holds a run with other settings ({', '.join(changed)}: "
@@ -407,7 +420,7 @@ def _read_records(workdir: Path, config: Config, step: int) -> list[dict]:
       f"{[now[k] for k in changed]}); resume with the same config or use a "
       "fresh workdir."
     )
-  return [r for r in log["records"] if r["step"] <= step]
+  return log
 
 
 def _write_atomic(path: Path, write) -> None:

@@ -107,7 +107,10 @@ def main(argv):
     benchmark = benchmarks.load_benchmark(config.benchmark)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
-  result = trainer.train(config, benchmark, on_record=_log)
+  try:
+    result = trainer.train(config, benchmark, on_record=_log)
+  except ValueError as e:  # settings the run refuses, named in the message
+    raise app.UsageError(str(e)) from e
   if result["resumed_from"] is not None:
     logging.info("Resumed from the checkpoint of step %d.", result["resumed_from"])
   timing = result["timing"]

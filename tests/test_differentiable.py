@@ -135,6 +135,7 @@ def test_gradient_is_finite_for_a_dead_feature_map():
     (dict(features=np.zeros((60,))), "features must be"),
     (dict(targets=np.zeros((59, 5))), "targets must be"),
     (dict(alphas=(-1.0,)), "alphas must all be positive"),
+    (dict(alphas=(1.0, np.nan)), "alphas must all be positive"),
     (dict(alphas=np.zeros((0,))), "alphas must be a non-empty"),
     (dict(temperature=0.0), "temperature must be positive"),
   ],
@@ -148,3 +149,12 @@ def test_bad_input_names_the_argument(kwargs, match):
     differentiable.ridge_predictivity(
       features, targets, splits.train, splits.test, **args
     )
+
+
+def test_features_that_are_not_finite_score_nan_not_zero():
+  X, Y, splits = _data(np.float64)
+  X[3, 0] = np.nan
+  value = differentiable.ridge_predictivity(
+    X, Y, splits.train, splits.test, alphas=(1.0, 10.0)
+  )
+  assert np.isnan(float(value))

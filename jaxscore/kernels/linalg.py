@@ -80,7 +80,8 @@ def map_batch(fn, *xs):
 
   For differentiated code whose linear algebra must not be batched on the
   CPU (see the module docstring): ``jax.lax.map`` differentiates as
-  ``jax.vmap`` does. Maps over the leading axis of every argument.
+  ``jax.vmap`` does. Maps over the leading axis of every argument. A
+  ``jax.vmap`` around it batches the linear algebra again.
   """
   if _on_cpu():
     return jax.lax.map(lambda args: fn(*args), xs)
