@@ -273,6 +273,12 @@ class NeuralBenchmark:
         )
       if alpha is not None:
         notes.extend(_edge_alpha_notes(layer, alpha, self.regression.alphas))
+      if not np.any(np.max(aligned, axis=0) > np.min(aligned, axis=0)):
+        notes.append(
+          f"layer {layer!r} is constant over every stimulus: its predictions "
+          "are constant, and a constant prediction scores r = 0; the layer "
+          "carries no information about the stimuli."
+        )
       raw = scoring.Summary.from_values(r)
       if self.has_ceiling and raw.center < 0:
         notes.append(

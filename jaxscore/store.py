@@ -130,16 +130,22 @@ class Store:
 
   def __init__(self, path: str | Path, *, timeout: float = 60.0):
     self.path = Path(path)
-    self.path.parent.mkdir(parents=True, exist_ok=True)
-    self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-    self._db.row_factory = sqlite3.Row
-    self._db.execute("PRAGMA journal_mode=WAL")
-    self._db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-    with self._transaction():
-      for statement in _SCHEMA.split(";"):
-        if statement.strip():
-          self._db.execute(statement)
-      self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    try:
+      self.path.parent.mkdir(parents=True, exist_ok=True)
+      self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+      self._db.row_factory = sqlite3.Row
+      self._db.execute("PRAGMA journal_mode=WAL")
+      self._db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+      with self._transaction():
+        for statement in _SCHEMA.split(";"):
+          if statement.strip():
+            self._db.execute(statement)
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    except (OSError, sqlite3.DatabaseError) as e:
+      raise ValueError(
+        f"path must be a jaxscore SQLite store or a new file in a folder that "
+        f"can be created, got {str(path)!r} ({e})."
+      ) from e
 
   def close(self) -> None:
     self._db.close()

@@ -161,7 +161,7 @@ def held_out_split(
     if not 3 <= per_object <= len(rows) - 3:
       raise ValueError(
         f"holdout_per_object must leave at least 3 images of each object on "
-        f"both sides ({len(rows)} of {label!r}), got {per_object}."
+        f"both sides ({len(rows)} of {str(label)!r}), got {per_object}."
       )
     order = np.asarray(jax.random.permutation(jax.random.fold_in(key, i), len(rows)))
     held.extend(rows[order[:per_object]].tolist())

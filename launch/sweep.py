@@ -73,7 +73,10 @@ def main(argv):
     loaded = [benchmarks.load_benchmark(name) for name in _BENCHMARKS.value]
   except ValueError as e:
     raise app.UsageError(str(e)) from e
-  store = store_lib.Store(common.STORE.value)
+  try:
+    store = store_lib.Store(common.STORE.value)
+  except ValueError as e:
+    raise app.UsageError(f"--store: {e}") from e
   cache = cache_lib.ActivationCache(_CACHE_DIR.value)
   # First pass: what is missing, so that the bar's total (and time left) is
   # the work still to do. Models are rebuilt in the second pass rather than

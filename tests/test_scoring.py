@@ -295,6 +295,18 @@ def test_constant_prediction_scores_zero_not_nan():
   assert np.isnan(np.asarray(scoring._correlate(bad, target))[1])
 
 
+def test_a_layer_constant_over_every_stimulus_is_noted():
+  benchmark, features = _toy_benchmark()
+  constant = np.ones_like(features)
+  score = benchmark.score_features(
+    {"dead": constant, "live": features}, stimulus_ids=benchmark.stimulus_ids
+  )
+  dead = [note for note in score.notes if "constant over every stimulus" in note]
+  assert len(dead) == 1 and "'dead'" in dead[0]
+  assert score.layers[0].raw.center == 0.0
+  assert score.best.layer == "live"
+
+
 def test_best_layer_is_the_highest_raw_r_never_an_anticorrelated_one():
   benchmark, features = _toy_benchmark()
   ids = benchmark.stimulus_ids

@@ -155,3 +155,13 @@ def test_a_row_copies_to_another_store_whole(tmp_path):
     for column in (*store_lib.KEY_COLUMNS, "raw", "error", "ceiling", "ceiled"):
       assert copy[column] == row[column], column
     assert copy["details"] == row["details"]
+
+
+def test_a_path_that_cannot_be_a_store_names_the_path(tmp_path):
+  text = tmp_path / "notes.sqlite"
+  text.write_text("not a database, " * 100)
+  blocker = tmp_path / "a_file"
+  blocker.write_text("")
+  for bad in (text, tmp_path, blocker / "x.sqlite"):
+    with pytest.raises(ValueError, match="path must be a jaxscore SQLite store"):
+      store_lib.Store(bad)
