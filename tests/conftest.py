@@ -1,11 +1,13 @@
 """Test-wide settings: 64-bit JAX so that float64 references are exact."""
 
+import contextlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import jax
+import pytest
 
 jax.config.update("jax_enable_x64", True)
 
@@ -27,3 +29,43 @@ def pytest_unconfigure(config):
   cache = getattr(config, "_jaxscore_cache", None)
   if cache is not None:
     shutil.rmtree(cache, ignore_errors=True)
+
+
+class JaxEvents(list):
+  """Names of the JAX trace and compile events seen inside a ``jax_events`` block."""
+
+  @property
+  def traces(self) -> int:
+    return self.count("/jax/core/compile/jaxpr_trace_duration")
+
+  @property
+  def compiles(self) -> int:
+    return self.count("/jax/core/compile/backend_compile_duration")
+
+
+_recording: JaxEvents | None = None
+
+
+def _listen(name, duration, **kwargs):
+  del duration, kwargs
+  if _recording is not None:
+    _recording.append(name)
+
+
+jax.monitoring.register_event_duration_secs_listener(_listen)
+
+
+@contextlib.contextmanager
+def _record():
+  global _recording
+  _recording = JaxEvents()
+  try:
+    yield _recording
+  finally:
+    _recording = None
+
+
+@pytest.fixture
+def jax_events():
+  """``with jax_events() as events:`` collects the block's traces and compiles."""
+  return _record

@@ -1,38 +1,12 @@
 """One compilation per shape: scoring a second layer of the same shape traces
 nothing and compiles nothing."""
 
-import contextlib
-
 import jax
 import numpy as np
 import pytest
 
 from jaxscore import kernels, scoring
 from jaxscore.kernels import bootstrap, refit
-
-_TRACE = "/jax/core/compile/jaxpr_trace_duration"
-_COMPILE = "/jax/core/compile/backend_compile_duration"
-_events: list[str] | None = None
-
-
-def _listen(name, duration, **kwargs):
-  del duration, kwargs
-  if _events is not None:
-    _events.append(name)
-
-
-jax.monitoring.register_event_duration_secs_listener(_listen)
-
-
-@contextlib.contextmanager
-def _recorded():
-  """Collects the names of JAX's trace and compile events inside the block."""
-  global _events
-  _events = []
-  try:
-    yield _events
-  finally:
-    _events = None
 
 
 def _layers(n_features, seed=0, n_stimuli=120, n_neuroids=5):
@@ -50,8 +24,8 @@ def _layers(n_features, seed=0, n_stimuli=120, n_neuroids=5):
 
 
 def _assert_no_new_work(events, jitted, before):
-  assert events.count(_TRACE) == 0, f"{events.count(_TRACE)} new traces"
-  assert events.count(_COMPILE) == 0, f"{events.count(_COMPILE)} new compilations"
+  assert events.traces == 0, f"{events.traces} new traces"
+  assert events.compiles == 0, f"{events.compiles} new compilations"
   assert [fn._cache_size() for fn in jitted] == before
 
 
@@ -66,24 +40,26 @@ def _assert_no_new_work(events, jitted, before):
   ],
   ids=["pls", "ridge-loo", "ridge-gcv", "ridge-cholesky", "pls-wide"],
 )
-def test_second_layer_of_a_shape_is_not_traced_again(regression, n_features):
+def test_second_layer_of_a_shape_is_not_traced_again(
+  regression, n_features, jax_events
+):
   first, second, Y, splits = _layers(n_features)
   jitted = [
     scoring._split_correlations,
     scoring._moment_split_correlations,
     scoring._gram_split_correlations,
   ]
-  with _recorded() as events:
+  with jax_events() as events:
     one = scoring.cross_validated_r(first, Y, splits, regression)
-  assert events.count(_TRACE) > 0  # the recorder sees the first compilation
+  assert events.traces > 0  # the recorder sees the first compilation
   before = [fn._cache_size() for fn in jitted]
-  with _recorded() as events:
+  with jax_events() as events:
     two = scoring.cross_validated_r(second, Y, splits, regression)
   _assert_no_new_work(events, jitted, before)
   assert not np.array_equal(one.r, two.r)
 
 
-def test_bootstraps_are_not_traced_again():
+def test_bootstraps_are_not_traced_again(jax_events):
   first, second, Y, splits = _layers(12)
   regression = scoring.Regression(kind="ridge", selection="gcv")
   targets = Y[np.asarray(splits.test)]
@@ -104,7 +80,7 @@ def test_bootstraps_are_not_traced_again():
 
   one = both(first, predictions[0], jax.random.key(0))
   before = [fn._cache_size() for fn in jitted]
-  with _recorded() as events:
+  with jax_events() as events:
     two = both(second, predictions[1], jax.random.key(1))
   _assert_no_new_work(events, jitted, before)
   assert not np.array_equal(one[0], two[0]) and not np.array_equal(one[1], two[1])

@@ -1,7 +1,5 @@
 """The scoring callback compiles when built and never again."""
 
-import contextlib
-
 import jax
 import numpy as np
 import pytest
@@ -9,30 +7,6 @@ import pytest
 import benchmarks
 import models
 from jaxscore import training
-
-_TRACE = "/jax/core/compile/jaxpr_trace_duration"
-_COMPILE = "/jax/core/compile/backend_compile_duration"
-_events: list[str] | None = None
-
-
-def _listen(name, duration, **kwargs):
-  del duration, kwargs
-  if _events is not None:
-    _events.append(name)
-
-
-jax.monitoring.register_event_duration_secs_listener(_listen)
-
-
-@contextlib.contextmanager
-def _recorded():
-  """Collects the names of JAX's trace and compile events inside the block."""
-  global _events
-  _events = []
-  try:
-    yield _events
-  finally:
-    _events = None
 
 
 @pytest.fixture(scope="module")
@@ -49,24 +23,24 @@ def _held_out(benchmark, per_object=10):
 
 
 @pytest.mark.slow
-def test_many_runs_compile_nothing_new(benchmark):
+def test_many_runs_compile_nothing_new(benchmark, jax_events):
   model = models.load_model("tiny_cnn", key=jax.random.key(0))
-  with _recorded() as events:
+  with jax_events() as events:
     callback = training.ScoreCallback(
       benchmark, model, stimulus_ids=_held_out(benchmark), n_boot=20
     )
-  assert events.count(_COMPILE) > 0  # the recorder sees the build's compiles
+  assert events.compiles > 0  # the recorder sees the build's compiles
   assert callback.n_traces == 1
   variants = [
     models.load_model("tiny_cnn", key=jax.random.key(seed)).variables
     for seed in range(1, 5)
   ]
-  with _recorded() as events:
+  with jax_events() as events:
     values = [dict(callback.run(variables)) for variables in variants]
     for _ in range(4):
       dict(callback.run(model.variables))
-  assert events.count(_TRACE) == 0, f"{events.count(_TRACE)} new traces"
-  assert events.count(_COMPILE) == 0, f"{events.count(_COMPILE)} new compilations"
+  assert events.traces == 0, f"{events.traces} new traces"
+  assert events.compiles == 0, f"{events.compiles} new compilations"
   assert callback.n_traces == 1
   name = f"score/{benchmark.identifier}/pool/raw"
   assert len({v[name] for v in values}) == len(values)  # the parameters matter
