@@ -69,3 +69,22 @@ def _record():
 def jax_events():
   """``with jax_events() as events:`` collects the block's traces and compiles."""
   return _record
+
+
+def _finish(processes, timeout: float) -> list[str]:
+  """Waits for every process, kills any left, asserts each exited 0; their logs."""
+  try:
+    logs = [p.communicate(timeout=timeout)[0] for p in processes]
+  finally:
+    for p in processes:
+      p.kill()
+  for p, log in zip(processes, logs, strict=True):
+    assert p.returncode == 0, log[-3000:]
+  return logs
+
+
+@pytest.fixture
+def finish_processes():
+  """``finish_processes(popens, timeout)``: the logs of processes that all ran
+  to success (started with ``stdout=PIPE, stderr=STDOUT, text=True``)."""
+  return _finish

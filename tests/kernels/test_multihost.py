@@ -76,7 +76,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def test_two_processes_give_the_bits_of_one(tmp_path):
+def test_two_processes_give_the_bits_of_one(tmp_path, finish_processes):
   d = _inputs(np.random.default_rng(0))
   inputs = tmp_path / "in.npz"
   np.savez(inputs, **d)
@@ -104,13 +104,7 @@ def test_two_processes_give_the_bits_of_one(tmp_path):
     )
     for i in range(2)
   ]
-  try:
-    logs = [p.communicate(timeout=300)[0] for p in processes]
-  finally:
-    for p in processes:
-      p.kill()
-  for p, log in zip(processes, logs, strict=True):
-    assert p.returncode == 0, log[-3000:]
+  finish_processes(processes, timeout=300)
 
   key = jax.random.key(7)
   one = {

@@ -318,7 +318,7 @@ def _score_command(*extra):
 
 
 @pytest.mark.slow
-def test_two_processes_share_the_bootstrap_and_match_one(tmp_path):
+def test_two_processes_share_the_bootstrap_and_match_one(tmp_path, finish_processes):
   """--coordinator_address: two processes (two fake CPU devices each) spread
   the resamples over four devices; process 0 writes what one process would."""
   root = Path(__file__).resolve().parents[2]
@@ -343,13 +343,7 @@ def test_two_processes_share_the_bootstrap_and_match_one(tmp_path):
     )
     for i in range(2)
   ]
-  try:
-    logs = [p.communicate(timeout=600)[0] for p in processes]
-  finally:
-    for p in processes:
-      p.kill()
-  for p, log in zip(processes, logs, strict=True):
-    assert p.returncode == 0, log[-3000:]
+  logs = finish_processes(processes, timeout=600)
   assert "Process 1 of 2; 4 devices in all" in logs[1]
   assert not (tmp_path / "1").exists()  # only process 0 writes
   single = subprocess.run(
