@@ -252,8 +252,10 @@ class NeuralBenchmark:
     ceiling = self.ceiling  # refused here, if it must be, before any fit
     notes = []
     scores = []
-    for layer, aligned in aligned_layers.items():
-      _check_representable(aligned, dtype, layer)
+    constant = {
+      layer: _check_representable(aligned, dtype, layer)
+      for layer, aligned in aligned_layers.items()
+    }
     varies = np.ptp(self.targets[np.asarray(splits.test)], axis=1) > 0
     for layer, aligned in aligned_layers.items():
       fitted = scoring.cross_validated_r(
@@ -273,7 +275,7 @@ class NeuralBenchmark:
         )
       if alpha is not None:
         notes.extend(_edge_alpha_notes(layer, alpha, self.regression.alphas))
-      if not np.any(np.max(aligned, axis=0) > np.min(aligned, axis=0)):
+      if constant[layer]:
         notes.append(
           f"layer {layer!r} is constant over every stimulus: its predictions "
           "are constant, and a constant prediction scores r = 0; the layer "
@@ -358,11 +360,16 @@ class NeuralBenchmark:
     )
 
 
-def _check_representable(values: np.ndarray, dtype, layer: str) -> None:
-  """Refuses features that overflow the compute dtype (they would become inf)."""
+def _check_representable(values: np.ndarray, dtype, layer: str) -> bool:
+  """Refuses features that overflow the compute dtype (they would become inf).
+
+  Returns whether every feature is constant over the stimuli (read from the
+  same per-feature extremes, in the same pass over the layer).
+  """
   if not values.size:
-    return
-  largest = max(float(np.max(values)), -float(np.min(values)))  # no |x| copy
+    return True
+  highest, lowest = np.max(values, axis=0), np.min(values, axis=0)  # no |x| copy
+  largest = max(float(np.max(highest)), -float(np.min(lowest)))
   limit = float(np.finfo(dtype).max) ** 0.25  # room for Gram products
   if largest > limit:
     raise ValueError(
@@ -377,6 +384,7 @@ def _check_representable(values: np.ndarray, dtype, layer: str) -> None:
       f"that their products underflow in {np.dtype(dtype).name} (below about "
       f"{floor:.3g}); rescale them or score with dtype=float64."
     )
+  return not np.any(highest > lowest)
 
 
 def _stimuli_in_both_halves(trials: np.ndarray, masks) -> int:
